@@ -1,0 +1,175 @@
+"""The `medpay` command line (命令行)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine.errors import PolicyError, SituationError
+from engine.policy.loader import load_policy_file
+from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
+from engine.policy.spec import Policy
+from engine.run.evaluate import evaluate
+from engine.run.situation import parse_period
+
+EXIT_POLICY, EXIT_INPUT = 1, 2
+DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
+
+
+def resolve_policy(city: str, situation: dict | None = None) -> Policy:
+    """CITY is a policy id under policies/ or a path to a policy file."""
+    if city.endswith((".yaml", ".yml")) or "/" in city:
+        return load_policy_file(city)
+    period = situation.get("period") if isinstance(situation, dict) else None
+    registry = Registry.load()
+    try:
+        return registry.pick(city, parse_period(period) if period is not None else None)
+    except UnknownCity:
+        broken = [f for f in registry.problems if Path(f).stem == city]
+        if broken:
+            raise PolicyError(registry.problems[broken[0]]) from None
+        known = ", ".join(sorted(registry.cities))
+        raise SystemExit(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
+
+
+def cmd_run(args) -> int:
+    situation = _load_situation(args.situation)
+    policy = resolve_policy(args.city, situation)
+    result = evaluate(policy, situation, trace=args.trace)
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from engine.explain.tree import render_tree
+    situation = _load_situation(args.situation)
+    policy = resolve_policy(args.city, situation)
+    result = evaluate(policy, situation, trace=True)
+    if args.target not in result["trace"]:
+        print(f"no value {args.target} in this run (write entity.id.variable) / 本次计算中没有 {args.target}",
+              file=sys.stderr)
+        return EXIT_INPUT
+    if args.json:
+        print(json.dumps(result["trace"][args.target], ensure_ascii=False, indent=2))
+    else:
+        print(render_tree(result["trace"], args.target))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    files = [Path(p) for p in args.policies] or policy_files(POLICY_DIR)
+    failed = 0
+    for file in files:
+        started = time.perf_counter()
+        try:
+            policy = load_policy_file(file)
+        except PolicyError as err:
+            failed += 1
+            for diag in err.diagnostics:
+                print(diag.render(), file=sys.stderr)
+            print(f"✗ {file}: {len(err.diagnostics)} problem(s) / {len(err.diagnostics)} 处问题", file=sys.stderr)
+            continue
+        ms = (time.perf_counter() - started) * 1000
+        print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
+              f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        if policy.assumed:
+            print(f"  assumed values / 假设值 ({len(policy.assumed)}):")
+            for line in policy.assumed:
+                print(f"    - {line}")
+    return EXIT_POLICY if failed else 0
+
+
+def cmd_test(args) -> int:
+    from engine.testing.cases import Runner, collect
+    paths = args.cases or [p for p in DEFAULT_CASES if Path(p).exists()]
+    runner = Runner()
+    passed = failed = 0
+    for case in collect(paths):
+        outcome = runner.run(case)
+        if outcome.passed:
+            passed += 1
+            print(f"ok   {case.name}")
+            continue
+        failed += 1
+        print(f"FAIL {case.name} ({case.file})")
+        if outcome.error:
+            print("  " + outcome.error.replace("\n", "\n  "))
+        for fault in outcome.faults:
+            print(f"  {fault}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+    uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+def _load_situation(path: str) -> dict:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _BadJson(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}) / JSON 格式错误") from None
+
+
+class _BadJson(Exception):
+    pass
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="evaluate one situation / 计算一个情形")
+    p.add_argument("city", help="policy id (hangzhou) or path to a policy file")
+    p.add_argument("situation", help="situation JSON file, or - for standard input")
+    p.add_argument("--trace", action="store_true", help="include how each value was computed")
+    p.add_argument("-o", "--output", help="write the result to this file")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
+    p.add_argument("city")
+    p.add_argument("situation")
+    p.add_argument("target", help="entity.id.variable, e.g. institution.A.points_payment")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.set_defaults(fn=cmd_explain)
+    p = sub.add_parser("validate", help="check policy files / 校验政策文件")
+    p.add_argument("policies", nargs="*", help="policy files (default: all under policies/)")
+    p.set_defaults(fn=cmd_validate)
+    p = sub.add_parser("test", help="run policy test cases / 运行政策测试用例")
+    p.add_argument("cases", nargs="*", help="case files or folders (default: tests/cases, tests/worked_examples)")
+    p.set_defaults(fn=cmd_test)
+    p = sub.add_parser("serve", help="start the API / 启动服务")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(fn=cmd_serve)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except PolicyError as err:
+        for diag in err.diagnostics:
+            print(diag.render(), file=sys.stderr)
+        return EXIT_POLICY
+    except SituationError as err:
+        print("the situation was rejected / 情形输入有误:", file=sys.stderr)
+        for fault in err.faults:
+            print(f"  {fault.path or '(top)'}: {fault.en} / {fault.zh}", file=sys.stderr)
+        return EXIT_INPUT
+    except (_BadJson, FileNotFoundError) as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

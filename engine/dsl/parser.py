@@ -1,0 +1,189 @@
+"""Formula text → syntax tree, with positioned, bilingual syntax errors (公式解析)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lark import Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from engine.dsl import ast
+from engine.dsl.grammar import lark_parser
+from engine.dsl.syntax_messages import GENERIC, SYNTAX_MESSAGES, TOKEN_NAMES, UNKNOWN_CHARACTER
+from engine.errors import FormulaError
+
+MAX_FORMULA_LENGTH = 4000
+MAX_DEPTH = 60
+
+
+def _pos(meta_or_token) -> int:
+    return getattr(meta_or_token, "start_pos", 0) or 0
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds `engine.dsl.ast` nodes from the Lark parse tree."""
+
+    def number(self, meta, items):
+        text = str(items[0]).replace("_", "")
+        return ast.Literal(_pos(items[0]), float(text), "number")
+
+    def percent(self, meta, items):
+        text = str(items[0]).rstrip("%").replace("_", "")
+        return ast.Literal(_pos(items[0]), float(text) / 100.0, "number")
+
+    def string(self, meta, items):
+        return ast.Literal(_pos(items[0]), str(items[0])[1:-1], "string")
+
+    def date(self, meta, items):
+        tok = items[0]
+        try:
+            value = dt.date.fromisoformat(str(tok))
+        except ValueError:
+            raise FormulaError("bad_date", f"'{tok}' is not a valid date (YYYY-MM-DD)",
+                               f"“{tok}”不是有效日期（应为 YYYY-MM-DD）", _pos(tok)) from None
+        return ast.Literal(_pos(tok), value, "date")
+
+    def true(self, meta, items):
+        return ast.Literal(_pos(items[0]), True, "bool")
+
+    def false(self, meta, items):
+        return ast.Literal(_pos(items[0]), False, "bool")
+
+    def name(self, meta, items):
+        return ast.Name(_pos(items[0]), tuple(str(t) for t in items))
+
+    def list(self, meta, items):
+        return ast.ListExpr(_pos(meta), tuple(i for i in items if i is not None))
+
+    def if_expr(self, meta, items):
+        return ast.IfElse(_pos(items[0]), items[1], items[3], items[5])
+
+    def or_op(self, meta, items):
+        return ast.Binary(_pos(items[1]), "or", items[0], items[2])
+
+    def and_op(self, meta, items):
+        return ast.Binary(_pos(items[1]), "and", items[0], items[2])
+
+    def not_op(self, meta, items):
+        return ast.Unary(_pos(items[0]), "not", items[1])
+
+    def compare(self, meta, items):
+        return ast.Binary(_pos(items[1]), str(items[1]), items[0], items[2])
+
+    def binop(self, meta, items):
+        return ast.Binary(_pos(items[1]), str(items[1]), items[0], items[2])
+
+    def in_op(self, meta, items):
+        return ast.InList(_pos(items[1]), items[0], items[2], False)
+
+    def not_in_op(self, meta, items):
+        return ast.InList(_pos(items[1]), items[0], items[3], True)
+
+    def neg(self, meta, items):
+        operand = items[1]
+        if isinstance(operand, ast.Literal) and operand.kind == "number":
+            return ast.Literal(_pos(items[0]), -operand.value, "number")
+        return ast.Unary(_pos(items[0]), "-", operand)
+
+    def index(self, meta, items):
+        return ast.Index(_pos(meta), items[0], items[1])
+
+    def filtered(self, meta, items):
+        return ("where", items[0], items[2])
+
+    def keyword(self, meta, items):
+        return ("keyword", str(items[0]), items[1])
+
+    def arguments(self, meta, items):
+        return [i for i in items if i is not None]
+
+    def call(self, meta, items):
+        fname, arguments = items[0], items[1] or []
+        args, keywords, where = [], [], None
+        for arg in arguments:
+            if isinstance(arg, tuple) and arg[0] == "keyword":
+                keywords.append((arg[1], arg[2]))
+            elif isinstance(arg, tuple) and arg[0] == "where":
+                if where is not None:
+                    raise FormulaError("two_where", "only one 'where' filter is allowed in a call",
+                                       "一个函数调用中只能有一个“where”过滤条件", _pos(fname))
+                args.append(arg[1])
+                where = arg[2]
+            else:
+                if keywords:
+                    raise FormulaError("positional_after_keyword",
+                                       "a plain argument cannot follow a named one (name=value)",
+                                       "位置参数不能放在命名参数（name=value）之后", arg.pos)
+                args.append(arg)
+        return ast.Call(_pos(fname), str(fname), tuple(args), tuple(keywords), where)
+
+
+def _raw_parse(text: str):
+    return lark_parser().parse(text)
+
+
+def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
+    offset = getattr(err, "pos_in_stream", None)
+    if isinstance(err, UnexpectedEOF) or offset is None:
+        offset = len(text)
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[offset] if offset < len(text) else ""
+        if ch == "=":
+            en, zh = SYNTAX_MESSAGES["single_equals"][:2]
+            return FormulaError("single_equals", en, zh, offset)
+        return FormulaError("unknown_character", f"{UNKNOWN_CHARACTER[0]}: '{ch}'",
+                            f"{UNKNOWN_CHARACTER[1]}：“{ch}”", offset)
+    examples = {code: spec[2] for code, spec in SYNTAX_MESSAGES.items()}
+    code = err.match_examples(_raw_parse, examples, use_accepts=True)
+    if code is None:
+        expected = sorted({TOKEN_NAMES.get(t, t) for t in getattr(err, "expected", []) or []})
+        en, zh = GENERIC
+        got = getattr(err, "token", None)
+        got_text = "end of formula" if got is None or got.type == "$END" else f"'{got}'"
+        return FormulaError("syntax", f"{en}: found {got_text}, expected one of {', '.join(expected)}",
+                            f"{zh}：遇到 {got_text}", offset)
+    en, zh = SYNTAX_MESSAGES[code][:2]
+    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
+        offset = len(text)
+    return FormulaError(code, en, zh, offset)
+
+
+def _depth(node: ast.Node) -> int:
+    stack, best = [(node, 1)], 0
+    while stack:
+        current, depth = stack.pop()
+        best = max(best, depth)
+        stack.extend((child, depth + 1) for child in ast.children(current))
+    return best
+
+
+def parse_formula(text: str) -> ast.Node:
+    """Parse one formula; raise FormulaError with an offset on any mistake."""
+    if len(text) > MAX_FORMULA_LENGTH:
+        raise FormulaError("formula_too_long",
+                           f"formula is {len(text)} characters, more than the limit {MAX_FORMULA_LENGTH}",
+                           f"公式长度 {len(text)} 超过上限 {MAX_FORMULA_LENGTH}", 0)
+    if not text.strip():
+        en, zh = SYNTAX_MESSAGES["empty_formula"][:2]
+        raise FormulaError("empty_formula", en, zh, 0)
+    try:
+        tree = _raw_parse(text)
+    except UnexpectedInput as err:
+        raise _syntax_error(text, err) from None
+    except RecursionError:
+        raise FormulaError("too_deep", "formula is nested too deeply", "公式嵌套层数过多", 0) from None
+    try:
+        node = _ToAst().transform(tree)
+    except Exception as err:  # lark wraps transformer errors
+        inner = getattr(err, "orig_exc", err)
+        if isinstance(inner, FormulaError):
+            raise inner from None
+        raise
+    if _depth(node) > MAX_DEPTH:
+        raise FormulaError("too_deep", f"formula is nested more than {MAX_DEPTH} levels deep",
+                           f"公式嵌套超过 {MAX_DEPTH} 层", 0)
+    return node
+
+
+__all__ = ["parse_formula", "Token"]

@@ -1,0 +1,97 @@
+"""Hand-written messages for syntax errors, one per kind of mistake (语法错误提示).
+
+Each message is matched to the parser state by example: Lark replays the bad examples
+below and remembers in which state each fails, so a user's error in the same state gets
+the same human message. Keep the examples minimal and add one when a new state shows up.
+"""
+
+from __future__ import annotations
+
+# code: (English message, Chinese message, bad examples)
+SYNTAX_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
+    "missing_operand": (
+        "a value is missing after the last operator or keyword",
+        "运算符或关键字后面缺少数值或名称",
+        ["1 +", "a *", "a -", "a /", "a ==", "a and", "a or", "not", "a <", "-",
+         "if a then b else", "sum(x where)", "if a then", "if"],
+    ),
+    "missing_operator": (
+        "two values stand next to each other; put an operator (+ - * / and or ...) between them",
+        "两个值之间缺少运算符（如 + - * / and or）",
+        ["a b", "1 2", "a (b)", "f(x) y", "1 a", '"x" y', "a 5%"],
+    ),
+    "unclosed_paren": (
+        "a '(' is not closed; add the matching ')'",
+        "括号“(”没有闭合，请补上“)”",
+        ["(a + b", "min(a, b", "((a)", "f(a"],
+    ),
+    "missing_comma": (
+        "arguments of a function are separated by ','",
+        "函数的参数之间要用逗号“,”分隔",
+        ["min(a b)", "f(1 2)", "max(a, b c)"],
+    ),
+    "in_needs_list": (
+        "'in' must be followed by a list in square brackets, as in x in [\"a\", \"b\"]",
+        "“in”后面必须是方括号列表，例如 x in [\"a\", \"b\"]",
+        ["x in y", "x not in y", "x in 1"],
+    ),
+    "unclosed_bracket": (
+        "a '[' is not closed; add the matching ']'",
+        "方括号“[”没有闭合，请补上“]”",
+        ["[1, 2", "a[1", "[a", "x in [1"],
+    ),
+    "unexpected_close": (
+        "there is a ')' or ']' without a matching opening bracket",
+        "多了一个“)”或“]”，没有对应的左括号",
+        ["a)", "a + b)", "a]"],
+    ),
+    "missing_then": (
+        "'if' needs 'then': write if CONDITION then VALUE else VALUE",
+        "“if”后面需要“then”：写作 if 条件 then 值 else 值",
+        ["if a b", "if a else b"],
+    ),
+    "missing_else": (
+        "'if … then …' needs an 'else' branch: every formula must give a value in all cases",
+        "“if … then …”必须有“else”分支：公式在任何情况下都要有值",
+        ["if a then b", "if a then b c"],
+    ),
+    "chained_comparison": (
+        "comparisons do not chain; write 'a < b and b < c'",
+        "比较不能连写；请写成 “a < b and b < c”",
+        ["a < b < c", "a == b == c", "a <= b < c"],
+    ),
+    "single_equals": (
+        "'=' is only for named arguments such as base=...; to compare, write '=='",
+        "“=”只用于命名参数（如 base=...）；比较相等请写“==”",
+        ["a = b", "(a = 1)"],
+    ),
+    "empty_argument": (
+        "an argument is empty: remove the extra ',' or fill in a value",
+        "参数为空：请删去多余的逗号或补上参数",
+        ["min(,a)", "min(a,,b)", "f(a, ,)"],
+    ),
+    "bad_name_after_dot": (
+        "a '.' must be followed by a name, as in institution.level",
+        "“.”后面必须是名称，例如 institution.level",
+        ["institution.", "a.1", "a.(b)"],
+    ),
+    "empty_formula": (
+        "the formula is empty",
+        "公式为空",
+        [""],
+    ),
+}
+
+UNKNOWN_CHARACTER = (
+    "this character is not part of the formula language",
+    "公式语言中不能使用这个字符",
+)
+GENERIC = ("the formula cannot be read here", "公式在此处无法解析")
+
+TOKEN_NAMES = {
+    "LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "COMMA": ",", "DOT": ".", "EQUAL": "=",
+    "NAME": "a name", "NUMBER": "a number", "PERCENT": "a percentage", "STRING": "a text",
+    "DATE": "a date", "IF": "if", "THEN": "then", "ELSE": "else", "AND": "and", "OR": "or",
+    "NOT": "not", "IN": "in", "WHERE": "where", "TRUE": "true", "FALSE": "false",
+    "MINUS": "-", "PLUS": "+", "STAR": "*", "SLASH": "/", "COMP_OP": "a comparison",
+}

@@ -1,0 +1,81 @@
+"""Errors that build their own bilingual message and carry a location (错误与诊断)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Location:
+    """Where a diagnostic points: file, 1-based line and column, and the YAML path."""
+
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    path: str = ""
+    excerpt: str | None = None
+
+    def prefix(self) -> str:
+        if self.file and self.line:
+            return f"{self.file}:{self.line}:{self.column or 1}"
+        return self.file or self.path or "<policy>"
+
+
+@dataclass
+class Diagnostic:
+    """One finding about a policy: an error (it cannot be loaded) or a warning."""
+
+    code: str
+    en: str
+    zh: str
+    location: Location
+    severity: str = "error"
+
+    def render(self) -> str:
+        loc = self.location
+        head = f"{loc.prefix()}: {self.severity}[{self.code}]: {self.en}\n    {self.zh}"
+        if loc.path:
+            head += f"\n    at {loc.path}"
+        if loc.excerpt is not None and loc.column:
+            head += f"\n     | {loc.excerpt}\n     | {' ' * (loc.column - 1)}^"
+        return head
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "severity": self.severity, "message": self.en,
+                "message_zh": self.zh, **asdict(self.location)}
+
+
+class PolicyError(Exception):
+    """A policy could not be loaded; `diagnostics` says every reason."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(d.render() for d in diagnostics))
+
+
+@dataclass
+class InputFault:
+    """One fault in a situation, at a JSON path such as entities.claim[3].total_cost."""
+
+    path: str
+    en: str
+    zh: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "message": self.en, "message_zh": self.zh}
+
+
+class SituationError(Exception):
+    """A situation was rejected; `faults` names the JSON path of each problem."""
+
+    def __init__(self, faults: list[InputFault]):
+        self.faults = faults
+        super().__init__("\n".join(f"{f.path}: {f.en} / {f.zh}" for f in faults))
+
+
+class FormulaError(Exception):
+    """A problem inside one formula, at a character offset; the loader adds the file position."""
+
+    def __init__(self, code: str, en: str, zh: str, offset: int = 0):
+        self.code, self.en, self.zh, self.offset = code, en, zh, offset
+        super().__init__(en)

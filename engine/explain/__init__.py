@@ -1,0 +1,1 @@
+"""Explanations: how each value was computed, with its clause (计算过程说明)."""

@@ -1,0 +1,113 @@
+"""Trace of a run: for each value its formula, the inputs it read and its clause (计算轨迹)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.dsl import ast
+from engine.dsl.checker import CallInfo, Ref
+from engine.dsl.compiler import Compiler
+from engine.plan.plan import Step
+from engine.policy.spec import Policy
+from engine.run.frame import Frame, RunContext
+from engine.run.money import round_half_up
+from engine.run.population import Population
+
+MAX_TRACE_VALUES = 20_000
+WHOLE_CALLS = ("aggregate", "chain", "lookup", "allocate", "bands", "step")
+
+
+def input_nodes(node: ast.Node, notes: dict) -> list[ast.Node]:
+    """The sub-expressions a reader wants to see: names read on this row, and calls that
+    summarise other rows (aggregations, chain values, lookups, allocations, bands)."""
+    out: list[ast.Node] = []
+
+    def visit(n: ast.Node) -> None:
+        info = notes.get(id(n))
+        if isinstance(n, ast.Index):
+            out.append(n)
+            return
+        if isinstance(n, ast.Name) and isinstance(info, Ref) and info.kind in ("var", "param"):
+            out.append(n)
+            return
+        if isinstance(n, ast.Call) and isinstance(info, CallInfo) and info.kind in WHOLE_CALLS:
+            out.append(n)
+            if info.kind in ("bands", "lookup"):
+                for arg in n.args[1:] if info.kind == "lookup" else n.args[:1]:
+                    visit(arg)
+            return
+        for child in ast.children(n):
+            visit(child)
+    visit(node)
+    unique: dict[str, ast.Node] = {}
+    for n in out:
+        unique.setdefault(ast.to_text(n).strip("()"), n)
+    return list(unique.values())
+
+
+def json_value(value: Any, money: bool = False) -> Any:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, float):
+        if value != value:
+            return None
+        return float(round_half_up(value)) if money else value
+    return value
+
+
+def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[Step]) -> dict:
+    """`entity.id.variable` → {value, formula, inputs, source, assumed, note}."""
+    compiler = Compiler(policy)
+    trace: dict[str, dict] = {}
+    for step in steps:
+        var = step.variable
+        n = pop.sizes[var.entity]
+        if n == 0:
+            continue
+        if len(trace) + n > MAX_TRACE_VALUES:
+            trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values"}
+            break
+        compiler.notes = step.checked.notes
+        frame = Frame(pop, var.entity, ctx)
+        columns = {}
+        for node in input_nodes(step.checked.node, step.checked.notes):
+            info = step.checked.notes.get(id(node))
+            if isinstance(info, Ref) and info.kind == "param" and policy.parameters[info.name].kind in ("map", "bands"):
+                columns[ast.to_text(node)] = ("param", info.name)
+                continue
+            columns[ast.to_text(node).strip("()")] = ("column", _money(policy, info),
+                                                      frame.full(compiler.node(node)(frame)))
+        supplied = pop.supplied.get(var.entity, {}).get(var.name)
+        ids = pop.ids[var.entity]
+        values = pop.columns[var.entity][var.name]
+        for i in range(n):
+            is_supplied = supplied is not None and bool(supplied[1][i])
+            inputs = {}
+            for text, col in columns.items():
+                if col[0] == "param":
+                    versions = ctx.versions(col[1])
+                    idx = policy.parameters[col[1]].version_index(frame.dates()) if len(versions) > 1 else 0
+                    inputs[text] = versions[int(np.asarray(idx).reshape(-1)[i] if np.ndim(idx) else idx)]
+                else:
+                    inputs[text] = json_value(col[2][i], col[1])
+            trace[f"{var.entity}.{ids[i]}.{var.name}"] = {
+                "value": json_value(values[i], var.is_money),
+                "formula": None if is_supplied else " ".join(var.formula.split()),
+                "inputs": {} if is_supplied else inputs,
+                "source": var.source, "assumed": var.assumed,
+                "note": "supplied in the situation (输入值覆盖公式)" if is_supplied else var.note,
+                "label": {"zh": var.label.zh, "en": var.label.en},
+            }
+    return trace
+
+
+def _money(policy: Policy, info) -> bool:
+    if isinstance(info, Ref) and info.kind == "var":
+        return policy.model.entities[info.entity].variables[info.name].is_money
+    return False

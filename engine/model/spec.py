@@ -1,0 +1,76 @@
+"""Declarations shared by the model and the policies: labels, fields, entities (声明)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.dsl import ast
+
+TYPES = ("number", "bool", "string", "date")
+MONEY_UNITS = ("yuan",)
+
+
+@dataclass
+class Label:
+    zh: str = ""
+    en: str = ""
+
+
+@dataclass
+class Variable:
+    """A named column of one entity: an input field, or a formula (变量)."""
+
+    name: str
+    entity: str
+    type: str = "number"
+    unit: str = ""
+    label: Label = field(default_factory=Label)
+    formula: str | None = None
+    node: ast.Node | None = None
+    default: Any = None
+    values: list[str] | None = None
+    source: str | None = None
+    assumed: str | None = None
+    note: str | None = None
+    path: tuple = ()
+
+    @property
+    def is_input(self) -> bool:
+        return self.formula is None
+
+    @property
+    def is_money(self) -> bool:
+        return self.unit in MONEY_UNITS
+
+    def default_value(self) -> Any:
+        if self.default is not None:
+            return self.default
+        return {"number": 0.0, "bool": False, "string": "", "date": None}[self.type]
+
+
+@dataclass
+class Derivation:
+    """Rows of a derived entity: distinct values of `key` fields on entity `source`."""
+
+    source: str
+    key: list[str]
+
+
+@dataclass
+class Chain:
+    """Ordered chains of rows (referral chains): grouped by the `by` link, ordered by fields."""
+
+    by: str
+    order: list[str]
+
+
+@dataclass
+class Entity:
+    name: str
+    label: Label
+    links: dict[str, str] = field(default_factory=dict)
+    derived: Derivation | None = None
+    date: str | None = None
+    chain: Chain | None = None
+    variables: dict[str, Variable] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Planning: order variables by their dependencies across entities (求值计划)."""

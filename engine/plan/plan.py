@@ -1,0 +1,79 @@
+"""Dependency graph of formula variables and its evaluation order (依赖图与求值顺序)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from engine.dsl.checker import Checked
+from engine.model.spec import Variable
+
+Key = tuple[str, str]  # (entity, variable)
+
+
+@dataclass
+class Step:
+    """One formula variable, compiled, with what it needs."""
+
+    variable: Variable
+    checked: Checked
+    fn: Callable[[Any], Any]
+
+    @property
+    def key(self) -> Key:
+        return (self.variable.entity, self.variable.name)
+
+    @property
+    def recurrent(self) -> bool:
+        return self.checked.recurrent
+
+
+@dataclass
+class Plan:
+    """Steps in an order where every step comes after what it reads."""
+
+    steps: list[Step]
+    by_key: dict[Key, Step] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.by_key = {s.key: s for s in self.steps}
+
+    def needed(self, wanted: set[Key]) -> list[Step]:
+        """The steps required for `wanted`, in evaluation order."""
+        need: set[Key] = set()
+        stack = [k for k in wanted if k in self.by_key]
+        while stack:
+            key = stack.pop()
+            if key in need:
+                continue
+            need.add(key)
+            stack.extend(d for d in self.by_key[key].checked.deps if d in self.by_key and d not in need)
+        return [s for s in self.steps if s.key in need]
+
+    def stages(self) -> list[tuple[str, list[str]]]:
+        """Consecutive runs of steps on the same entity: the stages of the pipeline."""
+        out: list[tuple[str, list[str]]] = []
+        for step in self.steps:
+            if out and out[-1][0] == step.variable.entity:
+                out[-1][1].append(step.variable.name)
+            else:
+                out.append((step.variable.entity, [step.variable.name]))
+        return out
+
+
+def order(steps: dict[Key, Step]) -> list[Key] | list[Key]:
+    """Topological order of the steps; raises CycleError naming the loop."""
+    graph = TopologicalSorter()
+    for key, step in steps.items():
+        graph.add(key, *[d for d in step.checked.deps if d in steps])
+    return list(graph.static_order())
+
+
+def build(steps: dict[Key, Step]) -> Plan:
+    """A plan from compiled steps; CycleError (args[1] is the loop) when formulas depend on each other."""
+    return Plan([steps[k] for k in order(steps)])
+
+
+__all__ = ["CycleError", "Plan", "Step", "build"]

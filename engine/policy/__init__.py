@@ -1,0 +1,1 @@
+"""Policy files: YAML with positions, schema, parameters, tables (政策文件)."""

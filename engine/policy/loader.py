@@ -1,0 +1,177 @@
+"""Load a policy file: YAML → schema → parameters, tables, variables → check → plan (政策加载).
+
+Either the whole policy loads, or PolicyError lists every diagnostic: nothing half-loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from engine.dsl.checker import Checker
+from engine.dsl.compiler import Compiler
+from engine.dsl.parser import parse_formula
+from engine.errors import Diagnostic, FormulaError, Location, PolicyError
+from engine.model.model import MODEL_FILE, Model, field_from, label_of
+from engine.model.spec import Variable
+from engine.plan import plan as planning
+from engine.policy.schema import schema_diagnostics
+from engine.policy.spec import Policy, PolicyMeta
+from engine.policy.values import build_parameter, read_table
+from engine.policy.yaml_source import SourceText, load_yaml
+
+MAX_POLICY_BYTES = 2_000_000
+
+
+def as_date(value) -> dt.date | None:
+    """A YAML date, or its ISO text, as a date."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
+
+
+@cache
+def _base_model_data() -> dict:
+    return yaml.safe_load(MODEL_FILE.read_text(encoding="utf-8"))
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    """Load and check one policy file."""
+    file = Path(path)
+    if not file.is_file():
+        raise PolicyError([Diagnostic("no_file", f"policy file {file} not found", f"找不到政策文件 {file}",
+                                      Location(str(file)))])
+    return load_policy_text(file.read_text(encoding="utf-8"), str(file), file.parent)
+
+
+def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Policy:
+    """Load and check a policy from its YAML text; tables are read relative to `base_dir`."""
+    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+        raise PolicyError([Diagnostic("file_too_large", f"policy file is larger than {MAX_POLICY_BYTES} bytes",
+                                      f"政策文件超过 {MAX_POLICY_BYTES} 字节", Location(file, 1, 1))])
+    source = load_yaml(text, file)
+    problems = schema_diagnostics(source)
+    if problems:
+        raise PolicyError(problems)
+    return _Builder(source, base_dir or Path.cwd()).build()
+
+
+class _Builder:
+    def __init__(self, source: SourceText, base_dir: Path):
+        self.source, self.base_dir = source, base_dir
+        self.data = source.data
+        self.problems: list[Diagnostic] = []
+
+    def fail_if_problems(self) -> None:
+        if any(p.severity == "error" for p in self.problems):
+            raise PolicyError(self.problems)
+
+    def build(self) -> Policy:
+        meta = self.meta()
+        parameters = {}
+        for name, spec in (self.data.get("parameters") or {}).items():
+            param = build_parameter(name, spec, self.source, meta.effective_from, self.problems)
+            if param:
+                parameters[name] = param
+        tables = {}
+        for name, spec in (self.data.get("tables") or {}).items():
+            table = read_table(name, spec, self.base_dir, self.source, self.problems)
+            if table:
+                tables[name] = table
+        model = Model.from_data(_base_model_data())
+        formulas = self.variables(model, parameters)
+        self.fail_if_problems()
+        policy = Policy(meta, model, parameters, tables, self.source.file,
+                        hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
+        policy.plan = self.plan(policy, formulas)
+        policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
+            [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
+            [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed]
+        return policy
+
+    def meta(self) -> PolicyMeta:
+        p = self.data["policy"]
+        eff = p["effective"]
+        start, end = as_date(eff["from"]), as_date(eff.get("to"))
+        if end and end < start:
+            self.problems.append(Diagnostic("effective_order", "the policy ends before it starts (effective.to < from)",
+                                            "政策失效日期早于生效日期", self.source.location(("policy", "effective", "to"))))
+        return PolicyMeta(id=p["id"], name=label_of(p["name"]), notice=p["notice"], title=p.get("title", ""),
+                          issuer=p["issuer"], issued=as_date(p.get("issued")), effective_from=start,
+                          effective_to=end, version=str(p.get("version") or start.isoformat()))
+
+    def variables(self, model: Model, parameters: dict) -> list[Variable]:
+        """Add the policy's variables to the model; parse formulas. Returns the formula variables."""
+        formulas: list[Variable] = []
+        for entity_name, declared in (self.data.get("variables") or {}).items():
+            if entity_name not in model.entities:
+                hint = difflib.get_close_matches(entity_name, list(model.entities), n=1)
+                self.problems.append(Diagnostic(
+                    "unknown_entity", f"'{entity_name}' is not an entity of the model"
+                    + (f"; did you mean '{hint[0]}'?" if hint else f" ({', '.join(model.entities)})"),
+                    f"“{entity_name}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
+                    self.source.key_location(("variables", entity_name))))
+                continue
+            entity = model.entities[entity_name]
+            for name, spec in declared.items():
+                path = ("variables", entity_name, name)
+                if name in parameters:
+                    self.problems.append(Diagnostic(
+                        "ambiguous_name", f"'{name}' is both a parameter and a variable of {entity_name}; rename one",
+                        f"“{name}”既是参数又是 {entity_name} 的变量；请改名其一", self.source.key_location(path)))
+                    continue
+                if name in entity.links:
+                    self.problems.append(Diagnostic(
+                        "link_redefined", f"'{name}' is the link of {entity_name} to its parent; it cannot be redefined",
+                        f"“{name}”是 {entity_name} 指向上级的链接，不能重新定义", self.source.key_location(path)))
+                    continue
+                var = field_from(name, entity_name, spec, path)
+                var.source, var.assumed, var.note = spec.get("source"), spec.get("assumed"), spec.get("note")
+                entity.variables[name] = var
+                if "formula" not in spec:
+                    continue
+                var.formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else str(spec["formula"])
+                if not (var.source or var.assumed):
+                    self.problems.append(Diagnostic(
+                        "missing_provenance",
+                        f"variable '{name}' must cite its clause (source: 四（四）2) or say why it is assumed (assumed: …)",
+                        f"变量“{name}”必须注明条款出处（source）或说明假设理由（assumed）", self.source.key_location(path)))
+                try:
+                    var.node = parse_formula(var.formula)
+                except FormulaError as err:
+                    self.formula_problem(var, err)
+                    continue
+                formulas.append(var)
+        return formulas
+
+    def formula_problem(self, var: Variable, err: FormulaError) -> None:
+        path = (*var.path, "formula")
+        loc = self.source.location(path, err.offset)
+        self.problems.append(Diagnostic(err.code, err.en, err.zh, loc))
+
+    def plan(self, policy: Policy, formulas: list[Variable]) -> planning.Plan:
+        checker, compiler = Checker(policy.model, policy.parameters, policy.tables), Compiler(policy)
+        steps = {}
+        for var in formulas:
+            try:
+                checked = checker.check(var)
+            except FormulaError as err:
+                self.formula_problem(var, err)
+                continue
+            steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked))
+        self.fail_if_problems()
+        try:
+            return planning.build(steps)
+        except planning.CycleError as err:
+            loop = err.args[1]
+            first = steps[loop[0]].variable
+            names = " → ".join(f"{e}.{n}" for e, n in loop)
+            self.problems.append(Diagnostic(
+                "cycle", f"these formulas depend on each other in a loop: {names}; break the loop",
+                f"以下公式相互依赖形成循环：{names}；请打破循环", self.source.key_location(first.path)))
+            raise PolicyError(self.problems) from None

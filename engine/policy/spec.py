@@ -1,0 +1,98 @@
+"""A loaded policy: metadata, parameters with dated values, tables, model (已加载的政策)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.model.model import Model
+from engine.model.spec import Label
+
+
+@dataclass
+class ParameterVersion:
+    start: dt.date
+    value: Any
+    source: str | None = None
+
+
+@dataclass
+class Parameter:
+    """A policy number (or category map, or band table) with values by date (参数)."""
+
+    name: str
+    label: Label
+    kind: str  # number | bool | string | map | bands
+    versions: list[ParameterVersion]
+    unit: str = ""
+    source: str | None = None
+    assumed: str | None = None
+    note: str | None = None
+    path: tuple = ()
+    value_type: str = "number"  # for maps: the type of the mapped values
+
+    def version_index(self, dates: np.ndarray | np.datetime64) -> np.ndarray | int:
+        """Index of the version in force on each date; dates before the first use the first."""
+        if len(self.versions) == 1:
+            return 0
+        starts = np.array([np.datetime64(v.start, "D") for v in self.versions])
+        idx = np.searchsorted(starts, dates, side="right") - 1
+        return np.clip(idx, 0, len(self.versions) - 1)
+
+
+@dataclass
+class Table:
+    """A lookup table read from CSV: key columns → value columns (查找表)."""
+
+    name: str
+    label: Label
+    key: list[str]
+    columns: dict[str, list[Any]]
+    file: str
+    source: str | None = None
+    assumed: str | None = None
+    note: str | None = None
+    index: dict[tuple, int] = field(default_factory=dict)
+
+    def column_type(self, column: str) -> str:
+        values = self.columns[column]
+        return "number" if all(isinstance(v, float) for v in values) else "string"
+
+
+@dataclass
+class PolicyMeta:
+    id: str
+    name: Label
+    notice: str
+    title: str
+    issuer: str
+    issued: dt.date | None
+    effective_from: dt.date
+    effective_to: dt.date | None
+    version: str
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "version": self.version, "notice": self.notice,
+                "name": {"zh": self.name.zh, "en": self.name.en}, "title": self.title,
+                "issuer": self.issuer, "issued": self.issued.isoformat() if self.issued else None,
+                "effective": {"from": self.effective_from.isoformat(),
+                              "to": self.effective_to.isoformat() if self.effective_to else None}}
+
+
+@dataclass
+class Policy:
+    meta: PolicyMeta
+    model: Model
+    parameters: dict[str, Parameter]
+    tables: dict[str, Table]
+    file: str
+    digest: str
+    plan: Any = None  # engine.plan.Plan, attached after checking
+    assumed: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.meta.id

@@ -1,0 +1,1 @@
+"""Columnar evaluation of a plan over a population (列式求值)."""

@@ -1,0 +1,274 @@
+"""numpy implementations of operators and built-in functions (内置函数的数组实现)."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.run.frame import Frame
+from engine.run.money import allocate, round_half_up
+
+__all__ = ["allocate"]
+
+BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": np.add, "-": np.subtract, "*": np.multiply,
+    "and": np.logical_and, "or": np.logical_or,
+    "==": operator.eq, "!=": operator.ne, "<": np.less, "<=": np.less_equal,
+    ">": np.greater, ">=": np.greater_equal,
+}
+
+
+def _round(x, digits=0.0):
+    return round_half_up(x, int(np.max(digits)) if np.ndim(digits) else int(digits))
+
+
+def _clamp(x, low, high):
+    return np.minimum(np.maximum(x, low), high)
+
+
+def _days_between(a, b):
+    return day_difference(b, a)
+
+
+def _year(d):
+    return np.asarray(d).astype("datetime64[Y]").astype(np.int64) + 1970.0
+
+
+def _month(d):
+    return np.asarray(d).astype("datetime64[M]").astype(np.int64) % 12 + 1.0
+
+
+ELEMENTWISE_IMPL: dict[str, Callable[..., Any]] = {
+    "min": lambda *a: _reduce(np.minimum, a), "max": lambda *a: _reduce(np.maximum, a),
+    "clamp": _clamp, "abs": np.abs, "floor": np.floor, "ceil": np.ceil, "round": _round,
+    "days_between": _days_between, "year": _year, "month": _month,
+}
+
+
+def _reduce(ufunc, args):
+    out = args[0]
+    for a in args[1:]:
+        out = ufunc(out, a)
+    return out
+
+
+def day_difference(a, b):
+    """a − b in days, as a number."""
+    return (np.asarray(a, dtype="datetime64[D]") - np.asarray(b, dtype="datetime64[D]")).astype(float)
+
+
+def divide(frame: Frame, a, b):
+    """a / b; where b is 0 the result is 0 and the run gets a warning."""
+    b_arr = np.asarray(b, dtype=float)
+    zero = b_arr == 0
+    if not np.any(zero):
+        return np.divide(a, b_arr)
+    count = int(np.sum(np.broadcast_to(zero, (frame.size,)))) if frame.size else 0
+    if count:
+        frame.ctx.warn("division_by_zero", "a division by zero gave 0", "除数为零，结果取 0", count)
+    shape = np.broadcast_shapes(np.shape(a), b_arr.shape)
+    out = np.zeros(shape)
+    np.divide(np.broadcast_to(np.asarray(a, dtype=float), shape), np.broadcast_to(b_arr, shape),
+              out=out, where=np.broadcast_to(~zero, shape))
+    return out if out.ndim else float(out)
+
+
+def gather(values: np.ndarray, idx: np.ndarray, default) -> np.ndarray:
+    """values[idx], with `default` where idx is -1 (no parent)."""
+    if len(values) == 0:
+        return np.full(len(idx), default if default is not None else np.nan,
+                       dtype=values.dtype if default is None else None)
+    picked = values[np.maximum(idx, 0)]
+    if np.all(idx >= 0):
+        return picked
+    if values.dtype.kind == "M":
+        return np.where(idx >= 0, picked, np.datetime64("NaT"))
+    return np.where(idx >= 0, picked, default)
+
+
+def choose(frame: Frame, cond, then: Callable, other: Callable):
+    """Lazy if-then-else: each branch is evaluated only on the rows that take it."""
+    if np.ndim(cond) == 0:
+        return then(frame) if cond else other(frame)
+    if cond.all():
+        return then(frame)
+    if not cond.any():
+        return other(frame)
+    yes, no = np.flatnonzero(cond), np.flatnonzero(~cond)
+    a, b = then(frame.subset(yes)), other(frame.subset(no))
+    out = np.empty(frame.size, dtype=np.result_type(np.asarray(a), np.asarray(b)))
+    out[yes], out[no] = a, b
+    return out
+
+
+def aggregate(how: str, values: np.ndarray, mask: np.ndarray | None, groups: np.ndarray, size: int):
+    """Aggregate child values onto parent rows (`groups`: parent row of each child, -1 none)."""
+    keep = groups >= 0 if mask is None else (groups >= 0) & mask
+    g = groups[keep]
+    if how == "count":
+        return np.bincount(g, minlength=size).astype(float)
+    vals = values[keep]
+    if how in ("any", "all"):
+        hits = np.bincount(g, weights=vals.astype(float), minlength=size)
+        if how == "any":
+            return hits > 0
+        return hits == np.bincount(g, minlength=size)
+    vals = vals.astype(float)
+    if how == "sum":
+        return np.bincount(g, weights=vals, minlength=size)
+    counts = np.bincount(g, minlength=size)
+    if how == "mean":
+        sums = np.bincount(g, weights=vals, minlength=size)
+        return np.divide(sums, counts, out=np.zeros(size), where=counts > 0)
+    out = np.full(size, np.inf if how == "min" else -np.inf)
+    (np.minimum if how == "min" else np.maximum).at(out, g, vals)
+    out[counts == 0] = 0.0
+    return out
+
+
+def chain_function(name: str, arg: Callable | None) -> Callable[[Frame], Any]:
+    """Functions along ordered chains, vectorized across chains, looping over positions only."""
+    def run(frame: Frame):
+        order = frame.pop.chain(frame.entity)
+        rows = np.arange(frame.pop.sizes[frame.entity]) if frame.rows is None else frame.rows
+        if name == "chain_position":
+            return order.position[rows] + 1.0
+        use_max = name.startswith("chain_max")
+        acc = np.full(len(rows), -np.inf if use_max else 0.0)
+        if name in ("chain_max", "chain_sum"):
+            acc = _combine(use_max, acc, frame.full(arg(frame)).astype(float))
+        cur = order.prev[rows]
+        active = np.flatnonzero(cur >= 0)
+        while len(active):
+            earlier = cur[active]
+            values = Frame(frame.pop, frame.entity, frame.ctx, earlier)
+            acc[active] = _combine(use_max, acc[active], values.full(arg(values)).astype(float))
+            cur[active] = order.prev[earlier]
+            active = active[cur[active] >= 0]
+        if use_max:
+            acc[np.isneginf(acc)] = 0.0
+        return acc
+    return run
+
+
+def _combine(use_max: bool, acc, values):
+    return np.maximum(acc, values) if use_max else acc + values
+
+
+def cumulative(amount, edges, rates, base=None):
+    """Cumulative bands (分段累计): each band's rate applies to the part of the amount inside it."""
+    x = np.asarray(amount, dtype=float)
+    cuts = [np.asarray(e, dtype=float) * (1.0 if base is None else np.asarray(base, dtype=float))
+            for e in edges]
+    total = np.zeros(np.broadcast_shapes(x.shape, *[np.shape(r) for r in rates], *[c.shape for c in cuts]))
+    low = 0.0
+    for i, rate in enumerate(rates):
+        high = cuts[i] if i < len(cuts) else np.inf
+        piece = np.clip(x - low, 0.0, None)
+        piece = np.minimum(piece, np.maximum(high - low, 0.0)) if i < len(cuts) else piece
+        total = total + piece * np.asarray(rate, dtype=float)
+        low = high
+    return total
+
+
+def step(frame: Frame, x, edges, values, left_closed: bool):
+    """Threshold rule: the value of the band the amount falls in; edges belong to the upper
+    band when `left_closed` (x >= edge), else to the lower one (x > edge)."""
+    x = np.asarray(x, dtype=float)
+    index = np.zeros(np.shape(x), dtype=np.int64)
+    for edge in edges:
+        index = index + (x >= edge if left_closed else x > edge)
+    if index.ndim == 0:
+        return values[int(index)]
+    picked = [frame.full(v) for v in values]
+    return np.choose(index, picked) if len(picked) <= 32 else np.select(
+        [index == i for i in range(len(picked))], picked)
+
+
+def _key_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _codes(columns: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Distinct key tuples of the rows and, for each row, the index of its tuple."""
+    inverse_all, uniques_all = [], []
+    for col in columns:
+        uniq, inv = np.unique(col, return_inverse=True)
+        inverse_all.append(inv.reshape(-1))
+        uniques_all.append([_key_text(u) for u in uniq.tolist()])
+    combined = np.zeros(len(columns[0]), dtype=np.int64)
+    for inv, uniq in zip(inverse_all, uniques_all, strict=True):
+        combined = combined * len(uniq) + inv
+    distinct, where = np.unique(combined, return_inverse=True)
+    tuples = []
+    for code in distinct.tolist():
+        parts = []
+        for uniq in reversed(uniques_all):
+            code, r = divmod(code, len(uniq))
+            parts.append(uniq[r])
+        tuples.append(tuple(reversed(parts)))
+    return where.reshape(-1), tuples
+
+
+def table_lookup(frame: Frame, table, column: str, keys: list[np.ndarray], default):
+    """Vectorized lookup of `table.column` by key columns; a key not in the table gives
+    `default`, or 0 / "" with a warning."""
+    values = table.columns[column]
+    is_number = table.column_type(column) == "number"
+    if frame.size == 0:
+        return np.zeros(0) if is_number else np.zeros(0, dtype=str)
+    where, tuples = _codes(keys)
+    found = np.array([table.index.get(t, -1) for t in tuples], dtype=np.int64)
+    row = found[where]
+    source = np.asarray(values, dtype=float if is_number else str)
+    missing = row < 0
+    out = source[np.maximum(row, 0)] if len(source) else np.zeros(len(row))
+    if missing.any():
+        if default is None:
+            first = tuples[int(where[np.flatnonzero(missing)[0]])]
+            frame.ctx.warn("lookup_missing",
+                           f"{int(missing.sum())} row(s) have a key not in table {table.name} (e.g. {', '.join(first)}); 0 used",
+                           f"{int(missing.sum())} 行的键不在表 {table.name} 中（如 {', '.join(first)}），按 0 计",
+                           int(missing.sum()))
+            default = 0.0 if is_number else ""
+        out = np.where(missing, default, out)
+    return out
+
+
+def map_lookup(frame: Frame, name: str, mapping: dict, keys) -> np.ndarray:
+    """Value of a parameter by category for each key; an unknown category gives 0 and a warning."""
+    keys = frame.full(keys)
+    if len(keys) == 0:
+        return np.zeros(0)
+    where, tuples = _codes([keys])
+    table = [mapping.get(t[0]) for t in tuples]
+    missing = [t[0] for t, v in zip(tuples, table, strict=True) if v is None]
+    if missing:
+        count = int(np.isin(where, [i for i, v in enumerate(table) if v is None]).sum())
+        frame.ctx.warn("category_missing",
+                       f"parameter {name} has no value for category {missing[0]}; 0 used",
+                       f"参数 {name} 没有类别 {missing[0]} 的取值，按 0 计", count)
+    filled = np.asarray([0.0 if v is None else v for v in table])
+    return filled[where]
+
+
+def per_version(frame: Frame, name: str, x, apply: Callable[[Any, Any], Any]):
+    """Apply a parameter-valued operation row by row with the version in force on each row's date."""
+    versions = frame.ctx.versions(name)
+    if len(versions) == 1:
+        return apply(versions[0], x)
+    idx = frame.ctx.parameter(name).version_index(frame.dates())
+    xs = frame.full(x)
+    parts = {int(v): apply(versions[int(v)], xs[idx == v]) for v in np.unique(idx)}
+    sample = np.asarray(next(iter(parts.values())))
+    out = np.empty(frame.size, dtype=sample.dtype)
+    for v, part in parts.items():
+        out[idx == v] = part
+    return out

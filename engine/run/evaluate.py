@@ -1,0 +1,150 @@
+"""Run a policy's plan over a situation and render the result (求值与结果)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.plan.plan import Step
+from engine.policy.spec import Policy
+from engine.run.frame import Frame, RunContext
+from engine.run.money import round_half_up
+from engine.run.population import Population
+from engine.run.situation import Period, Situation, parse_period, read_situation
+
+DTYPES = {"number": float, "bool": bool, "string": str, "date": "datetime64[D]"}
+
+
+def cast(values: Any, var_type: str, n: int) -> np.ndarray:
+    """A step's result as a full column of its declared type."""
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = np.full(n, arr.item() if arr.dtype.kind not in "MU" else arr, dtype=arr.dtype)
+    return arr.astype(DTYPES[var_type], copy=False)
+
+
+def run_step(step: Step, pop: Population, ctx: RunContext) -> None:
+    """Compute one variable over all rows of its entity (a supplied value wins on its row)."""
+    var = step.variable
+    entity, n = var.entity, pop.sizes[var.entity]
+    ctx.variable = f"{entity}.{var.name}"
+    given = pop.supplied.get(entity, {}).get(var.name)
+    if given is not None and given[1].all():
+        pop.columns[entity][var.name] = given[0]
+        return
+    if n == 0:
+        pop.columns[entity][var.name] = np.zeros(0, dtype=DTYPES[var.type])
+        return
+    if step.recurrent:
+        _run_along_chains(step, pop, ctx, given)
+        return
+    column = cast(step.fn(Frame(pop, entity, ctx)), var.type, n)
+    if given is not None:
+        column = np.where(given[1], given[0], column)
+    pop.columns[entity][var.name] = column
+
+
+def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> None:
+    """A variable that reads its own earlier values on the chain: one chain position at a time,
+    all chains at once."""
+    var = step.variable
+    order = pop.chain(var.entity)
+    column = np.zeros(pop.sizes[var.entity], dtype=DTYPES[var.type])
+    pop.columns[var.entity][var.name] = column
+    by_position = np.argsort(order.position, kind="stable")
+    bounds = np.searchsorted(order.position[by_position], np.arange(order.length + 1))
+    for p in range(order.length):
+        rows = by_position[bounds[p]:bounds[p + 1]]
+        frame = Frame(pop, var.entity, ctx, rows)
+        values = cast(frame.full(step.fn(frame)), var.type, len(rows))
+        if given is not None:
+            values = np.where(given[1][rows], given[0][rows], values)
+        column[rows] = values
+
+
+def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population, RunContext, list[Step]]:
+    """Evaluate what the situation asks for; returns the filled population."""
+    pop = situation.population
+    ctx = RunContext(policy, situation.overrides)
+    wanted = set(situation.outputs) if situation.outputs else {
+        s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
+    steps = policy.plan.needed(wanted)
+    for step in steps:
+        run_step(step, pop, ctx)
+    return pop, ctx, steps
+
+
+def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
+    """A situation (JSON data) in, a result (JSON data) out, as in the contract."""
+    period = parse_period(data.get("period")) if isinstance(data, dict) and "period" in data else \
+        parse_period(str(policy.meta.effective_from.year))
+    situation = read_situation(policy, data, period)
+    pop, ctx, steps = evaluate_situation(policy, situation)
+    result = render(policy, pop, situation, steps)
+    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
+    if trace:
+        from engine.explain.trace import build_trace
+        result["trace"] = build_trace(policy, pop, ctx, steps)
+    return result
+
+
+def render(policy: Policy, pop: Population, situation: Situation, steps: list[Step]) -> dict:
+    """Rows in request order, money rounded half-up to the fen, nothing else rounded."""
+    by_entity: dict[str, list[str]] = {}
+    if situation.outputs:
+        for entity, name in situation.outputs:
+            by_entity.setdefault(entity, []).append(name)
+    else:
+        for step in steps:
+            by_entity.setdefault(step.variable.entity, []).append(step.variable.name)
+    entities = {}
+    for entity in [e for e in policy.model.entities if e in by_entity]:
+        names = by_entity[entity]
+        n = pop.sizes[entity]
+        if n == 0:
+            continue
+        cols = {name: to_json_list(pop.columns[entity][name],
+                                   policy.model.entities[entity].variables[name].is_money) for name in names}
+        ids = pop.ids[entity].tolist()
+        entities[entity] = [{"id": ids[i], **{k: v[i] for k, v in cols.items()}} for i in range(n)]
+    return {"city": policy.id, "policy": policy.meta.to_dict(), "entities": entities,
+            "period": situation.period.text, "warnings": [], "trace": None}
+
+
+def to_json_list(column: np.ndarray, money: bool) -> list:
+    """A column as JSON values: money to the fen, NaN as null, dates as ISO text."""
+    if column.dtype.kind == "f":
+        values = round_half_up(column) if money else column
+        out = values.tolist()
+        if np.isnan(values).any():
+            out = [None if v != v else v for v in out]
+        return out
+    if column.dtype.kind == "M":
+        return [None if np.isnat(v) else str(v) for v in column]
+    return column.tolist()
+
+
+def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Period) -> list[dict]:
+    """Assumed values the run used, then what the evaluation noticed (division by zero, …)."""
+    out = []
+    used = sorted({p for s in steps for p in s.checked.params})
+    for name in used:
+        param = policy.parameters[name]
+        if param.assumed and name not in ctx.overrides:
+            out.append({"code": "assumed_parameter", "path": f"parameters.{name}",
+                        "message": f"{param.label.en or name} is assumed: {param.assumed}",
+                        "message_zh": f"{param.label.zh or name}为假设值：{param.assumed}"})
+    for step in steps:
+        var = step.variable
+        if var.assumed:
+            out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
+                        "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
+                        "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
+    meta = policy.meta
+    if not period.overlaps(meta.effective_from, meta.effective_to):
+        out.append({"code": "outside_effective_period", "path": "period",
+                    "message": f"the period {period.text} is outside the policy's effective period",
+                    "message_zh": f"期间 {period.text} 不在政策有效期内"})
+    out.extend(ctx.warnings.values())
+    return out

@@ -1,0 +1,57 @@
+"""Money rounding and allocation to the fen (金额舍入与按分分配)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def round_half_up(values, digits: int = 2):
+    """Round half away from zero, robust to binary noise: 0.125 → 0.13, 1.005 → 1.01."""
+    arr = np.asarray(values, dtype=float)
+    scale = 10.0 ** digits
+    scaled = np.round(np.abs(arr) * scale, 6)  # drop float noise below 1e-6 of a unit
+    return np.sign(arr) * np.floor(scaled + 0.5) / scale
+
+
+def allocate(totals: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Split each group's total over its rows in proportion to weight, to the fen.
+
+    `totals` is the group total repeated on each row, `groups` the group index of each row
+    (-1: no group, gets 0). Parts are exact shares floored to the fen; the fens left over go
+    one each to the rows with the largest remainders, ties to the earlier row. The parts of a
+    group add up to its total rounded to the fen exactly (in fen, as integers).
+    """
+    n = len(weights)
+    parts = np.zeros(n)
+    valid = groups >= 0
+    if not valid.any():
+        return parts
+    g = np.where(valid, groups, 0)
+    size = int(g.max()) + 1
+    w = np.where(valid, weights, 0.0)
+    weight_sum = np.bincount(g, weights=w, minlength=size)
+    first_total = np.zeros(size)
+    first_total[g[valid][::-1]] = totals[valid][::-1]  # total of each group (first row's)
+    total_fen = np.round(round_half_up(first_total) * 100).astype(np.int64)
+    denom = weight_sum[g]
+    safe = valid & (denom != 0)
+    exact = np.zeros(n)
+    exact[safe] = total_fen[g[safe]] * (w[safe] / denom[safe])
+    floor_fen = np.floor(np.round(exact, 6)).astype(np.int64)
+    remainder = np.round(exact - floor_fen, 7)
+    leftover = total_fen - np.bincount(g[safe], weights=floor_fen[safe], minlength=size).astype(np.int64)
+    leftover[np.bincount(g[safe], minlength=size) == 0] = 0
+    order = np.lexsort((np.arange(n), -remainder, np.where(safe, g, size)))
+    ranked_groups = np.where(safe, g, size)[order]
+    starts = np.searchsorted(ranked_groups, ranked_groups, side="left")
+    rank = np.arange(n) - starts
+    extra = np.zeros(n, dtype=np.int64)
+    in_group = ranked_groups < size
+    gl = np.append(leftover, 0)
+    # a leftover larger than the group (negative weights) is spread by repeated passes
+    counts = np.append(np.bincount(g[safe], minlength=size), 1)
+    per_row = gl[ranked_groups] // np.maximum(counts[ranked_groups], 1)
+    rest = gl[ranked_groups] - per_row * counts[ranked_groups]
+    extra[order] = np.where(in_group, per_row + (rank < rest), 0)
+    parts[safe] = (floor_fen[safe] + extra[safe]) / 100.0
+    return parts

@@ -1,0 +1,80 @@
+"""Entity columns, parent links and chain order for one evaluation (人群/实体列)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.model.model import Model
+
+
+@dataclass
+class ChainOrder:
+    """Rows of a chained entity, ordered inside each chain: `prev` row (-1 first), 0-based position."""
+
+    prev: np.ndarray
+    position: np.ndarray
+    length: int
+
+
+@dataclass
+class Population:
+    """All columns of all entities of a run, numpy arrays of one length per entity."""
+
+    model: Model
+    sizes: dict[str, int]
+    ids: dict[str, np.ndarray]
+    columns: dict[str, dict[str, np.ndarray]]
+    links: dict[tuple[str, str], np.ndarray]  # (entity, link) → parent row index, -1 when none
+    supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    row_dates: dict[str, np.ndarray | np.datetime64] = field(default_factory=dict)
+    _chains: dict[str, ChainOrder] = field(default_factory=dict)
+
+    def parent_index(self, entity: str, path: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+        """Row index in the ancestor reached through `path`, for each row (or for `rows`)."""
+        current = entity
+        idx: np.ndarray | None = None
+        for link in path:
+            step = self.links[(current, link)]
+            if idx is None:
+                idx = step if rows is None else step[rows]
+            else:
+                idx = np.where(idx >= 0, step[np.maximum(idx, 0)] if len(step) else -1, -1)
+            current = self.model.entities[current].links[link]
+        assert idx is not None
+        return idx
+
+    def chain(self, entity: str) -> ChainOrder:
+        """Chain order of a chained entity, computed once: by chain, then the order fields, then input order."""
+        if entity in self._chains:
+            return self._chains[entity]
+        spec = self.model.entities[entity].chain
+        n = self.sizes[entity]
+        link = self.links[(entity, spec.by)]
+        chain_id = np.where(link >= 0, link, self.sizes.get(spec.by, 0) + np.arange(n))
+        keys = [np.arange(n)]
+        for name in reversed(spec.order):
+            col = self.columns[entity][name]
+            keys.append(_sortable(col))
+        keys.append(chain_id)
+        order = np.lexsort(keys)
+        sorted_chain = chain_id[order]
+        same = np.zeros(n, dtype=bool)
+        same[1:] = sorted_chain[1:] == sorted_chain[:-1]
+        prev = np.full(n, -1, dtype=np.int64)
+        prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+        starts = np.where(~same)[0]
+        run_start = starts[np.searchsorted(starts, np.arange(n), side="right") - 1] if n else starts
+        position = np.empty(n, dtype=np.int64)
+        position[order] = np.arange(n) - run_start
+        result = ChainOrder(prev, position, int(position.max()) + 1 if n else 0)
+        self._chains[entity] = result
+        return result
+
+
+def _sortable(col: np.ndarray) -> np.ndarray:
+    if np.issubdtype(col.dtype, np.datetime64):
+        as_int = col.astype("datetime64[D]").astype(np.int64)
+        return np.where(np.isnat(col), np.iinfo(np.int64).max, as_int)
+    return col

@@ -1,0 +1,320 @@
+"""A situation (JSON) → checked columns of every entity; faults name their JSON path (情形输入)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import InputFault, SituationError
+from engine.model.spec import Variable
+from engine.policy.spec import Policy
+from engine.policy.values import ValueProblem, normalize
+from engine.run.population import Population
+
+MAX_ROWS = 2_000_000
+TOP_LEVEL = ("period", "parameters", "entities", "outputs")
+
+
+@dataclass
+class Period:
+    start: dt.date
+    end: dt.date
+    text: str
+
+    def overlaps(self, start: dt.date, end: dt.date | None) -> bool:
+        return start <= self.end and (end is None or end >= self.start)
+
+
+def parse_period(value: Any, path: str = "period") -> Period:
+    """'2024', '2024-06', '2024-06-30' or {start, end}."""
+    try:
+        if isinstance(value, dict):
+            start, end = dt.date.fromisoformat(value["start"]), dt.date.fromisoformat(value["end"])
+            if end < start:
+                raise ValueError
+            return Period(start, end, f"{start}/{end}")
+        text = str(value)
+        if re.fullmatch(r"\d{4}", text):
+            return Period(dt.date(int(text), 1, 1), dt.date(int(text), 12, 31), text)
+        if re.fullmatch(r"\d{4}-\d{2}", text):
+            y, m = map(int, text.split("-"))
+            nxt = dt.date(y + (m == 12), m % 12 + 1, 1)
+            return Period(dt.date(y, m, 1), nxt - dt.timedelta(days=1), text)
+        day = dt.date.fromisoformat(text)
+        return Period(day, day, text)
+    except (ValueError, KeyError, TypeError):
+        raise SituationError([InputFault(path, "period must be a year (\"2024\"), a month (\"2024-06\") "
+                                         "or {\"start\": \"2024-01-01\", \"end\": \"2024-12-31\"}",
+                                         "period 应为年份（\"2024\"）、月份（\"2024-06\"）或 {\"start\", \"end\"}")]) from None
+
+
+@dataclass
+class Situation:
+    period: Period
+    population: Population
+    overrides: dict[str, Any]
+    outputs: list[tuple[str, str]] | None
+    warnings: list[dict] = field(default_factory=list)
+
+
+class _Reader:
+    """Collects every fault of a situation before giving up."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self.model = policy.model
+        self.faults: list[InputFault] = []
+
+    def fault(self, path: str, en: str, zh: str) -> None:
+        self.faults.append(InputFault(path, en, zh))
+
+    def read(self, data: Any, period: Period) -> Situation:
+        if not isinstance(data, dict):
+            raise SituationError([InputFault("", "a situation is a JSON object", "情形必须是 JSON 对象")])
+        for key in data:
+            if key not in TOP_LEVEL:
+                self.fault(key, f"unknown key '{key}'{_hint(key, TOP_LEVEL)}", f"未知键“{key}”")
+        overrides = self.parameters(data.get("parameters") or {})
+        entities = data.get("entities") or {}
+        if not isinstance(entities, dict):
+            self.fault("entities", "entities must be an object: entity name → list of rows",
+                       "entities 应为对象：实体名 → 行列表")
+            entities = {}
+        rows = self.rows(entities)
+        outputs = self.outputs(data.get("outputs"))
+        if self.faults:
+            raise SituationError(self.faults)
+        pop = self.population(rows, period)
+        if self.faults:
+            raise SituationError(self.faults)
+        return Situation(period, pop, overrides, outputs)
+
+    def parameters(self, given: Any) -> dict[str, Any]:
+        if not isinstance(given, dict):
+            self.fault("parameters", "parameters must be an object: name → value", "parameters 应为对象：名称 → 值")
+            return {}
+        out = {}
+        for name, value in given.items():
+            path = f"parameters.{name}"
+            param = self.policy.parameters.get(name)
+            if param is None:
+                self.fault(path, f"unknown parameter '{name}'{_hint(name, self.policy.parameters)}",
+                           f"未知参数“{name}”")
+                continue
+            try:
+                out[name] = normalize(param.kind, value)
+            except ValueProblem as err:
+                self.fault(path, err.en, err.zh)
+        return out
+
+    def rows(self, entities: dict) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        total = 0
+        for name, rows in entities.items():
+            path = f"entities.{name}"
+            entity = self.model.entities.get(name)
+            if entity is None:
+                self.fault(path, f"unknown entity '{name}'{_hint(name, self.model.entities)}", f"未知实体“{name}”")
+                continue
+            if entity.derived:
+                self.fault(path, f"{name} rows are made from the {entity.derived.source} rows; do not send them",
+                           f"{name} 由 {entity.derived.source} 自动生成，请勿提供")
+                continue
+            if not isinstance(rows, list):
+                self.fault(path, "must be a list of rows", "应为行列表")
+                continue
+            total += len(rows)
+            if total > MAX_ROWS:
+                self.fault(path, f"more than {MAX_ROWS} rows in one request; use batch settlement",
+                           f"单次请求超过 {MAX_ROWS} 行；请使用批量结算")
+                return out
+            out[name] = [self.row(entity, row, f"{path}[{i}]") for i, row in enumerate(rows)]
+            seen: dict[str, int] = {}
+            for i, row in enumerate(out[name]):
+                rid = row.get("id")
+                if rid is not None and rid in seen:
+                    self.fault(f"{path}[{i}].id", f"id '{rid}' is already used by {path}[{seen[rid]}]",
+                               f"id“{rid}”与 {path}[{seen[rid]}] 重复")
+                elif rid is not None:
+                    seen[rid] = i
+        return out
+
+    def row(self, entity, row: Any, path: str) -> dict:
+        if not isinstance(row, dict):
+            self.fault(path, "a row must be an object with an id", "每行应为带 id 的对象")
+            return {}
+        out: dict[str, Any] = {}
+        rid = row.get("id")
+        if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid) != "":
+            out["id"] = str(rid)
+        else:
+            self.fault(f"{path}.id", "every row needs an id (text or whole number)", "每行都需要 id（文本或整数）")
+        for key, value in row.items():
+            if key == "id":
+                continue
+            var = entity.variables.get(key)
+            if var is None:
+                self.fault(f"{path}.{key}", f"{entity.name} has no field '{key}'{_hint(key, entity.variables)}",
+                           f"{entity.name} 没有字段“{key}”")
+                continue
+            if value is None:
+                continue
+            converted = self.value(var, value, f"{path}.{key}", is_link=key in entity.links)
+            if converted is not None:
+                out[key] = converted
+        return out
+
+    def value(self, var: Variable, value: Any, path: str, is_link: bool) -> Any:
+        if is_link:
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                return str(value)
+            self.fault(path, "a link names the parent's id (text)", "链接字段应为上级的 id（文本）")
+            return None
+        if var.type == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fault(path, f"must be a number, not {json_kind(value)}", "应为数字")
+                return None
+            if not math.isfinite(value):
+                self.fault(path, "must be a finite number", "应为有限数字")
+                return None
+            return float(value)
+        if var.type == "bool":
+            if not isinstance(value, bool):
+                self.fault(path, f"must be true or false, not {json_kind(value)}", "应为 true 或 false")
+                return None
+            return value
+        if var.type == "date":
+            try:
+                return np.datetime64(dt.date.fromisoformat(str(value)), "D")
+            except ValueError:
+                self.fault(path, f"must be a date written YYYY-MM-DD, not {value!r}", "应为 YYYY-MM-DD 格式的日期")
+                return None
+        if not isinstance(value, str):
+            self.fault(path, f"must be a text, not {json_kind(value)}", "应为文本")
+            return None
+        if var.values and value not in var.values:
+            self.fault(path, f"'{value}' is not one of {', '.join(var.values)}{_hint(value, var.values)}",
+                       f"“{value}”不是允许的取值（{', '.join(var.values)}）")
+            return None
+        return value
+
+    def outputs(self, given: Any) -> list[tuple[str, str]] | None:
+        if given is None:
+            return None
+        if not isinstance(given, list):
+            self.fault("outputs", "outputs must be a list such as [\"claim.points\"]", "outputs 应为列表")
+            return None
+        out = []
+        for i, item in enumerate(given):
+            entity, _, name = str(item).partition(".")
+            ent = self.model.entities.get(entity)
+            if ent is None or name not in ent.variables:
+                self.fault(f"outputs[{i}]", f"unknown output '{item}' (write entity.variable)", f"未知输出“{item}”")
+            else:
+                out.append((entity, name))
+        return out
+
+    def population(self, rows: dict[str, list[dict]], period: Period) -> Population:
+        model = self.model
+        sizes, ids, columns, supplied = {}, {}, {}, {}
+        for name, entity in model.entities.items():
+            if entity.derived:
+                continue
+            ids[name] = np.array([r.get("id", "") for r in rows.get(name, [])], dtype=object)
+            sizes[name] = len(ids[name])
+        raw_links: dict[tuple[str, str], list] = {}
+        for name, entity in model.entities.items():
+            if entity.derived:
+                source_rows = rows.get(entity.derived.source, [])
+                keys = [tuple(r.get(k) for k in entity.derived.key) for r in source_rows]
+                distinct = list(dict.fromkeys(k for k in keys if all(p is not None for p in k)))
+                ids[name] = np.array(["|".join(k) for k in distinct], dtype=object)
+                sizes[name] = len(distinct)
+                position = {k: i for i, k in enumerate(distinct)}
+                raw_links[(entity.derived.source, name)] = [position.get(k, -1) for k in keys]
+                for j, link in enumerate(entity.derived.key):
+                    if link in entity.links:
+                        raw_links[(name, link)] = [k[j] for k in distinct]
+        links = {}
+        for name, entity in model.entities.items():
+            for link, target in entity.links.items():
+                lookup = {rid: i for i, rid in enumerate(ids[target])}
+                if (name, link) in raw_links and entity.derived is None and model.entities[target].derived:
+                    links[(name, link)] = np.array(raw_links[(name, link)], dtype=np.int64)
+                    continue
+                values = raw_links.get((name, link)) or [r.get(link) for r in rows.get(name, [])]
+                idx = np.full(sizes[name], -1, dtype=np.int64)
+                for i, value in enumerate(values):
+                    if value is None:
+                        continue
+                    j = lookup.get(value)
+                    if j is None:
+                        self.fault(f"entities.{name}[{i}].{link}",
+                                   f"no {target} with id '{value}' in this situation",
+                                   f"本情形中没有 id 为“{value}”的 {target}")
+                    else:
+                        idx[i] = j
+                links[(name, link)] = idx
+        for name, entity in model.entities.items():
+            columns[name], supplied[name] = {}, {}
+            entity_rows = rows.get(name, [])
+            for vname, var in entity.variables.items():
+                if vname in entity.links:
+                    continue
+                given = [r.get(vname) for r in entity_rows]
+                mask = np.array([g is not None for g in given], dtype=bool)
+                if var.is_input:
+                    columns[name][vname] = _column(var, given, sizes[name])
+                elif mask.any():
+                    supplied[name][vname] = (_column(var, given, sizes[name]), mask)
+        pop = Population(model, sizes, ids, columns, links, supplied)
+        end = np.datetime64(period.end, "D")
+        for name, entity in model.entities.items():
+            if entity.date and sizes[name]:
+                dates = columns[name][entity.date]
+                pop.row_dates[name] = np.where(np.isnat(dates), end, dates)
+            else:
+                pop.row_dates[name] = end
+        return pop
+
+
+def _column(var: Variable, given: list, n: int) -> np.ndarray:
+    default = var.default_value()
+    filled = [default if g is None else g for g in given]
+    if var.type == "number":
+        return np.array(filled, dtype=float) if n else np.zeros(0)
+    if var.type == "bool":
+        return np.array(filled, dtype=bool) if n else np.zeros(0, dtype=bool)
+    if var.type == "date":
+        return np.array([np.datetime64("NaT") if g is None else g for g in filled], dtype="datetime64[D]")
+    return np.array(filled, dtype=str) if n else np.zeros(0, dtype=str)
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _hint(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def read_situation(policy: Policy, data: Any, period: Period) -> Situation:
+    """Check a situation against a policy and build its columns; SituationError lists every fault."""
+    return _Reader(policy).read(data, period)
