@@ -42,6 +42,9 @@ def cmd_run(args) -> int:
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
+    elif sys.stdout.isatty() and not args.json:
+        from engine.cli_view import print_result
+        print_result(result)
     else:
         print(text)
     return 0
@@ -133,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("situation", help="situation JSON file, or - for standard input")
     p.add_argument("--trace", action="store_true", help="include how each value was computed")
     p.add_argument("-o", "--output", help="write the result to this file")
+    p.add_argument("--json", action="store_true", help="print JSON even on a terminal")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")

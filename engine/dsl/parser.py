@@ -136,6 +136,10 @@ def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
                             f"{UNKNOWN_CHARACTER[1]}：“{ch}”", offset)
     examples = {code: spec[2] for code, spec in SYNTAX_MESSAGES.items()}
     code = err.match_examples(_raw_parse, examples, use_accepts=True)
+    at_end = isinstance(err, UnexpectedToken) and err.token.type == "$END"
+    if code is None and at_end:
+        expected = getattr(err, "expected", set()) or set()
+        code = "unclosed_paren" if "RPAR" in expected else "unclosed_bracket" if "RSQB" in expected else None
     if code is None:
         expected = sorted({TOKEN_NAMES.get(t, t) for t in getattr(err, "expected", []) or []})
         en, zh = GENERIC

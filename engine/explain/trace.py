@@ -43,8 +43,14 @@ def input_nodes(node: ast.Node, notes: dict) -> list[ast.Node]:
     visit(node)
     unique: dict[str, ast.Node] = {}
     for n in out:
-        unique.setdefault(ast.to_text(n).strip("()"), n)
+        unique.setdefault(label(n), n)
     return list(unique.values())
+
+
+def label(node: ast.Node) -> str:
+    """The text of a sub-expression as a reader would write it (no outer parentheses)."""
+    text = ast.to_text(node)
+    return text[1:-1] if isinstance(node, ast.Binary) else text
 
 
 def json_value(value: Any, money: bool = False) -> Any:
@@ -79,9 +85,9 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
         for node in input_nodes(step.checked.node, step.checked.notes):
             info = step.checked.notes.get(id(node))
             if isinstance(info, Ref) and info.kind == "param" and policy.parameters[info.name].kind in ("map", "bands"):
-                columns[ast.to_text(node)] = ("param", info.name)
+                columns[label(node)] = ("param", info.name)
                 continue
-            columns[ast.to_text(node).strip("()")] = ("column", _money(policy, info),
+            columns[label(node)] = ("column", _money(policy, info),
                                                       frame.full(compiler.node(node)(frame)))
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
         ids = pop.ids[var.entity]

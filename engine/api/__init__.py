@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI) over the engine and the policy store (接口服务)."""

@@ -1,0 +1,138 @@
+"""The FastAPI application: cities, evaluate, validate, health, reload (接口)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from engine import __version__
+from engine.api import describe
+from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
+from engine.errors import PolicyError, SituationError
+from engine.policy.loader import load_policy_text
+from engine.policy.registry import POLICY_DIR, UnknownCity
+from engine.policy.store import PolicyStore
+from engine.run.evaluate import evaluate
+from engine.run.situation import parse_period
+
+log = logging.getLogger("medpay.api")
+ERRORS = {404: {"model": ErrorBody, "description": "unknown city"},
+          422: {"model": ErrorBody, "description": "the situation has faults; each names its JSON path"}}
+
+
+def _path(loc: tuple) -> str:
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _error(status: int, kind: str, faults: list[dict]) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "detail": faults})
+
+
+def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) -> FastAPI:
+    """Build the app over a policy folder; with `watch`, changed files are reloaded by themselves."""
+    store = PolicyStore(Path(policy_dir or POLICY_DIR))
+    if watch if watch is not None else os.environ.get("MEDPAY_WATCH", "1") == "1":
+        store.watch(float(os.environ.get("MEDPAY_WATCH_INTERVAL", "1.0")))
+    app = FastAPI(title="medpay", version=__version__,
+                  description="Medical-insurance payment rules engine — 医保支付规则引擎. "
+                              "Policies are data; every value can be explained with its clause.")
+    app.state.store = store
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Medpay-Engine"] = __version__
+        log.info("%s %s %s %.1fms", request.method, request.url.path, response.status_code,
+                 (time.perf_counter() - started) * 1000)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        faults = [{"path": _path(tuple(e.get("loc", ()))) or "body", "message": e.get("msg", "invalid"),
+                   "message_zh": "请求格式不正确"} for e in exc.errors()]
+        return _error(422, "invalid_request", faults)
+
+    @app.exception_handler(SituationError)
+    async def bad_situation(request: Request, exc: SituationError):
+        return _error(422, "invalid_situation", [f.to_dict() for f in exc.faults])
+
+    @app.exception_handler(UnknownCity)
+    async def unknown_city(request: Request, exc: UnknownCity):
+        known = ", ".join(sorted(store.registry.cities))
+        return _error(404, "unknown_city", [{"path": "city", "message": f"no policy '{exc.args[0]}' (known: {known})",
+                                             "message_zh": f"没有政策“{exc.args[0]}”"}])
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, "internal_error", [{"path": "", "message": "an internal error occurred; it has been logged",
+                                               "message_zh": "服务内部错误，已记录"}])
+
+    @app.get("/healthz", summary="liveness and the policy versions served")
+    def healthz() -> dict:
+        reg = store.registry
+        return {"status": "ok", "engine": __version__,
+                "policies": {c: [p.meta.version for p in v] for c, v in sorted(reg.cities.items())},
+                "refused_files": sorted(Path(f).name for f in reg.problems)}
+
+    @app.get("/v1/cities", summary="policies loaded, with their versions")
+    def cities() -> list[dict]:
+        return [describe.city_summary(v) for _, v in sorted(store.registry.cities.items())]
+
+    @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
+    def city(city: str, version: str | None = None) -> dict:
+        versions = store.registry.cities.get(city)
+        if not versions:
+            raise UnknownCity(city)
+        chosen = next((p for p in versions if p.meta.version == version), versions[-1])
+        return describe.policy_detail(chosen)
+
+    @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,
+              responses=ERRORS)
+    def evaluate_city(city: str,
+                      situation: Annotated[Situation, Body(openapi_examples=demo_examples())],
+                      request: Request,
+                      trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
+        data = situation.model_dump(exclude_none=True)
+        if isinstance(situation.period, str):
+            data["period"] = situation.period
+        policy = store.registry.pick(city, parse_period(data.get("period")))
+        result = evaluate(policy, data, trace=trace)
+        headers = {"X-Medpay-Policy": f"{policy.id}@{policy.meta.version}"}
+        return JSONResponse(result, headers=headers)
+
+    @app.post("/v1/validate", summary="check a policy's YAML text (nothing is loaded)",
+              response_model=ValidateResponse)
+    def validate(request_body: ValidateRequest) -> dict:
+        try:
+            policy = load_policy_text(request_body.text, request_body.file, store.folder)
+        except PolicyError as err:
+            return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
+                    "assumed": []}
+        return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+
+    @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load",
+              responses={403: {"model": ErrorBody}})
+    def reload(authorization: Annotated[str | None, Header()] = None) -> Any:
+        token = os.environ.get("MEDPAY_ADMIN_TOKEN")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not token or not secrets.compare_digest(given, token):
+            return _error(403, "forbidden", [{"path": "authorization",
+                                              "message": "reload needs the admin token (MEDPAY_ADMIN_TOKEN)",
+                                              "message_zh": "重新加载需要管理令牌"}])
+        return store.reload()
+
+    return app

@@ -1,0 +1,105 @@
+"""Request and response shapes of the API, with examples from the worked examples (接口数据模型)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+
+
+@cache
+def demo_examples() -> dict[str, dict]:
+    """Demo situations (the worked examples), by name, for the OpenAPI page."""
+    out = {}
+    for file in sorted(DEMO_DIR.glob("*.json")):
+        data = json.loads(file.read_text(encoding="utf-8"))
+        out[file.stem] = {"summary": data.get("title", file.stem), "value": data["situation"]}
+    return out
+
+
+class PeriodRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: str = Field(examples=["2024-01-01"])
+    end: str = Field(examples=["2024-12-31"])
+
+
+class Situation(BaseModel):
+    """What is evaluated: the period, optional parameter overrides, entity rows, wanted outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+    period: str | PeriodRange = Field(description="a year \"2024\", a month \"2024-06\" or {start, end}")
+    parameters: dict[str, Any] | None = Field(None, description="what-if overrides of the policy's parameters")
+    entities: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="rows per entity: fund, community, institution, claim; `id` required")
+    outputs: list[str] | None = Field(None, description="entity.variable names; default: every variable")
+
+
+class PolicyInfo(BaseModel):
+    id: str
+    version: str
+    notice: str
+    name: dict[str, str]
+    title: str
+    issuer: str
+    issued: str | None
+    effective: dict[str, str | None]
+
+
+class Warning(BaseModel):
+    code: str
+    path: str
+    message: str
+    message_zh: str | None = None
+    rows: int | None = None
+
+
+class Result(BaseModel):
+    """Computed values per entity row, in request order; money rounded to 0.01."""
+
+    city: str
+    policy: PolicyInfo
+    period: str
+    entities: dict[str, list[dict[str, Any]]]
+    warnings: list[Warning]
+    trace: dict[str, Any] | None = None
+
+
+class Fault(BaseModel):
+    path: str = Field(examples=["entities.claim[3].total_cost"])
+    message: str
+    message_zh: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: list[Fault]
+
+
+class ValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="the policy file's YAML text", max_length=2_000_000)
+    file: str = Field("submitted.yaml", description="a name to show in diagnostics")
+
+
+class Diagnostic(BaseModel):
+    code: str
+    severity: str
+    message: str
+    message_zh: str
+    file: str | None
+    line: int | None
+    column: int | None
+    path: str
+    excerpt: str | None
+
+
+class ValidateResponse(BaseModel):
+    valid: bool
+    policy: PolicyInfo | None
+    diagnostics: list[Diagnostic]
+    assumed: list[str]
