@@ -15,6 +15,7 @@ from engine.errors import InputFault, SituationError
 from engine.model.spec import Variable
 from engine.policy.spec import Policy
 from engine.policy.values import ValueProblem, normalize
+from engine.run.columns import EntityColumns, build_population
 from engine.run.population import Population
 
 MAX_ROWS = 2_000_000
@@ -221,66 +222,30 @@ class _Reader:
         return out
 
     def population(self, rows: dict[str, list[dict]], period: Period) -> Population:
-        model = self.model
-        sizes, ids, columns, supplied = {}, {}, {}, {}
-        for name, entity in model.entities.items():
-            if entity.derived:
+        """Rows → typed columns → Population; links to unknown ids become faults."""
+        data = {}
+        for name, entity in self.model.entities.items():
+            if entity.derived or name not in rows:
                 continue
-            ids[name] = np.array([r.get("id", "") for r in rows.get(name, [])], dtype=object)
-            sizes[name] = len(ids[name])
-        raw_links: dict[tuple[str, str], list] = {}
-        for name, entity in model.entities.items():
-            if entity.derived:
-                source_rows = rows.get(entity.derived.source, [])
-                keys = [tuple(r.get(k) for k in entity.derived.key) for r in source_rows]
-                distinct = list(dict.fromkeys(k for k in keys if all(p is not None for p in k)))
-                ids[name] = np.array(["|".join(k) for k in distinct], dtype=object)
-                sizes[name] = len(distinct)
-                position = {k: i for i, k in enumerate(distinct)}
-                raw_links[(entity.derived.source, name)] = [position.get(k, -1) for k in keys]
-                for j, link in enumerate(entity.derived.key):
-                    if link in entity.links:
-                        raw_links[(name, link)] = [k[j] for k in distinct]
-        links = {}
-        for name, entity in model.entities.items():
-            for link, target in entity.links.items():
-                lookup = {rid: i for i, rid in enumerate(ids[target])}
-                if (name, link) in raw_links and entity.derived is None and model.entities[target].derived:
-                    links[(name, link)] = np.array(raw_links[(name, link)], dtype=np.int64)
-                    continue
-                values = raw_links.get((name, link)) or [r.get(link) for r in rows.get(name, [])]
-                idx = np.full(sizes[name], -1, dtype=np.int64)
-                for i, value in enumerate(values):
-                    if value is None:
-                        continue
-                    j = lookup.get(value)
-                    if j is None:
-                        self.fault(f"entities.{name}[{i}].{link}",
-                                   f"no {target} with id '{value}' in this situation",
-                                   f"本情形中没有 id 为“{value}”的 {target}")
-                    else:
-                        idx[i] = j
-                links[(name, link)] = idx
-        for name, entity in model.entities.items():
-            columns[name], supplied[name] = {}, {}
-            entity_rows = rows.get(name, [])
+            entity_rows = rows[name]
+            n = len(entity_rows)
+            cols = EntityColumns(np.array([r.get("id", "") for r in entity_rows], dtype=object))
             for vname, var in entity.variables.items():
-                if vname in entity.links:
-                    continue
                 given = [r.get(vname) for r in entity_rows]
+                if vname in entity.links:
+                    cols.links[vname] = np.array(["" if g is None else g for g in given], dtype=str) if n \
+                        else np.zeros(0, dtype=str)
+                    continue
                 mask = np.array([g is not None for g in given], dtype=bool)
-                if var.is_input:
-                    columns[name][vname] = _column(var, given, sizes[name])
-                elif mask.any():
-                    supplied[name][vname] = (_column(var, given, sizes[name]), mask)
-        pop = Population(model, sizes, ids, columns, links, supplied)
-        end = np.datetime64(period.end, "D")
-        for name, entity in model.entities.items():
-            if entity.date and sizes[name]:
-                dates = columns[name][entity.date]
-                pop.row_dates[name] = np.where(np.isnat(dates), end, dates)
-            else:
-                pop.row_dates[name] = end
+                if var.is_input or mask.any():
+                    cols.values[vname] = _column(var, given, n)
+                    cols.given[vname] = mask
+            data[name] = cols
+        pop, unknown = build_population(self.model, data, np.datetime64(period.end, "D"))
+        for bad in unknown:
+            self.fault(f"entities.{bad.entity}[{bad.row}].{bad.link}",
+                       f"no {self.model.entities[bad.entity].links[bad.link]} with id '{bad.value}' in this situation",
+                       f"本情形中没有 id 为“{bad.value}”的 {self.model.entities[bad.entity].links[bad.link]}")
         return pop
 
 
