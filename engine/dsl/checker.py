@@ -216,7 +216,7 @@ class Checker:
                 return Ref("table", head)
             if head in self.model.entities and self.model.is_descendant(head, scope):
                 raise self._child_error(node, head, scope)
-            raise self._unknown(node, head, scope, path)
+            raise self._unknown(node, head, scope, path, len(node.parts) - len(parts))
         if head == scope and not path:
             return self.resolve(node, parts[1:], scope, path)
         if head in entity.links:
@@ -237,7 +237,7 @@ class Checker:
             up = self.model.parent_path(scope, head)
             if up:
                 return self.resolve(node, parts[1:], head, [*path, *up])
-        raise self._unknown(node, head, scope, path)
+        raise self._unknown(node, head, scope, path, len(node.parts) - len(parts))
 
     def _child_error(self, node: ast.Name, child: str, scope: str) -> FormulaError:
         return _err("needs_aggregation",
@@ -246,18 +246,19 @@ class Checker:
                     f"“{node.dotted}”是每条{child}上的值，而本公式在{scope}上；请先汇总，例如 sum({node.dotted})",
                     node)
 
-    def _unknown(self, node: ast.Name, head: str, scope: str, path: list[str]) -> FormulaError:
+    def _unknown(self, node: ast.Name, head: str, scope: str, path: list[str], index: int = 0) -> FormulaError:
         entity = self.model.entities[scope]
         options = set(entity.variables) | set(entity.links)
         if not path:
             options |= set(self.parameters) | set(self.tables) | set(self.model.entities)
         hint = _suggest(head, options)
         where = f"on {scope}" if not path else f"on {scope} (reached through {'.'.join(path)})"
-        return _err("unknown_name",
+        offset = node.pos + sum(len(p) + 1 for p in node.parts[:index])
+        return FormulaError("unknown_name",
                     f"unknown name '{head}' {where}" + (f"; did you mean '{hint}'?" if hint else
                                                         "; declare it under variables or parameters"),
                     f"未知名称“{head}”" + (f"；是否应为“{hint}”？" if hint else "；请在 variables 或 parameters 中声明"),
-                    node)
+                    offset)
 
     def _check_category(self, name_side: ast.Node, literal_side: ast.Node, scope: str) -> None:
         """`setting == "inpatent"`: a text outside a field's declared values is a typo."""
