@@ -17,8 +17,7 @@ def demo_examples() -> dict[str, dict]:
     """Demo situations (the worked examples), by name, for the OpenAPI page."""
     out = {}
     for file in sorted(DEMO_DIR.glob("*.json")):
-        data = json.loads(file.read_text(encoding="utf-8"))
-        out[file.stem] = {"summary": data.get("title", file.stem), "value": data["situation"]}
+        out[file.stem] = {"summary": file.stem, "value": json.loads(file.read_text(encoding="utf-8"))}
     return out
 
 
