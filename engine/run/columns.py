@@ -35,43 +35,65 @@ class UnknownLink:
     value: str
 
 
-def as_text(values: np.ndarray) -> np.ndarray:
-    """Link ids as fixed-width text, '' for missing."""
+def as_text(values) -> np.ndarray:
+    """Ids as fixed-width text, '' for missing (small id sets only)."""
+    if hasattr(values, "to_pylist"):
+        return np.array(["" if v is None else str(v) for v in values.to_pylist()], dtype=str)
     if values.dtype.kind == "U":
         return values
     return np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str) if len(values) else \
         np.zeros(0, dtype=str)
 
 
-def resolve_links(values: np.ndarray, parent_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row index of each value among `parent_ids` (-1 when empty); also the rows naming unknown ids."""
-    text = as_text(values)
-    idx = np.full(len(text), -1, dtype=np.int64)
-    present = text != ""
-    if not present.any():
-        return idx, np.zeros(0, dtype=np.int64)
-    distinct, inverse = np.unique(text[present], return_inverse=True)
+def encode(values) -> tuple[np.ndarray, list[str]]:
+    """Link values as integer codes (-1: missing or empty) and the distinct ids they stand for.
+
+    Arrow columns are dictionary-encoded without leaving Arrow; numpy text goes through np.unique.
+    """
+    if hasattr(values, "combine_chunks") or hasattr(values, "dictionary_encode"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        array = values.combine_chunks() if hasattr(values, "combine_chunks") else values
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(pc.cast(array, pa.string()))
+        codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = [("" if u is None else str(u)) for u in array.dictionary.to_pylist()]
+    else:
+        text = as_text(values)
+        uniq, inverse = np.unique(text, return_inverse=True)
+        codes, uniques = inverse.reshape(-1).astype(np.int64), uniq.tolist()
+    if "" in uniques:
+        empty = uniques.index("")
+        codes = np.where(codes == empty, -1, codes)
+    return codes, uniques
+
+
+def resolve_links(values, parent_ids) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Row index of each value among `parent_ids` (-1 when empty); the rows naming unknown ids;
+    the distinct values (to name an unknown one)."""
+    codes, uniques = encode(values)
     lookup = {pid: i for i, pid in enumerate(as_text(parent_ids).tolist())}
-    mapped = np.array([lookup.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
-    idx[present] = mapped[inverse.reshape(-1)]
-    unknown = np.flatnonzero(present & (idx < 0))
-    return idx, unknown
+    mapped = np.array([lookup.get(v, -1) for v in uniques] + [-1], dtype=np.int64)
+    idx = mapped[codes]  # code -1 picks the trailing -1
+    unknown = np.flatnonzero((codes >= 0) & (idx < 0))
+    return idx, unknown, [uniques[c] for c in codes[unknown[:100]]]
 
 
 def derive(source: EntityColumns, key: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Rows of a derived entity: distinct key tuples of the source, in order of first appearance.
 
     Returns the derived ids ("a|b"), each source row's derived row (-1 when a key is missing),
-    and the key values of each derived row.
+    and the key values (text) of each derived row.
     """
     n = len(source)
-    keys = [as_text(source.links.get(k, np.full(n, "", dtype=str))) for k in key]
     present = np.ones(n, dtype=bool)
     combined = np.zeros(n, dtype=np.int64)
-    for col in keys:
-        present &= col != ""
-        distinct, inverse = np.unique(col, return_inverse=True)
-        combined = combined * len(distinct) + inverse.reshape(-1)
+    vocabularies = []
+    for k in key:
+        codes, uniques = encode(source.links.get(k, np.full(n, "", dtype=str)))
+        present &= codes >= 0
+        combined = combined * (len(uniques) + 1) + (codes + 1)
+        vocabularies.append((codes, uniques))
     rows = np.flatnonzero(present)
     _, first, inverse = np.unique(combined[rows], return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
@@ -80,7 +102,8 @@ def derive(source: EntityColumns, key: list[str]) -> tuple[np.ndarray, np.ndarra
     link = np.full(n, -1, dtype=np.int64)
     link[rows] = rank[inverse.reshape(-1)]
     firsts = rows[first[order]]
-    values = [col[firsts] for col in keys]
+    values = [np.array(uniques, dtype=str)[codes[firsts]] if len(firsts) else np.zeros(0, dtype=str)
+              for codes, uniques in vocabularies]
     ids = values[0].astype(object) if len(values) == 1 else \
         np.array(["|".join(parts) for parts in zip(*[v.tolist() for v in values], strict=True)], dtype=object)
     return ids, link, values
@@ -116,10 +139,9 @@ def build_population(model: Model, data: dict[str, EntityColumns],
                 raw = derived_keys[name].get(link, np.zeros(sizes[name], dtype=str))
             else:
                 raw = data.get(name, empty).links.get(link, np.full(sizes[name], "", dtype=str))
-            idx, bad = resolve_links(raw, ids[target])
+            idx, bad, names = resolve_links(raw, ids[target])
             links[(name, link)] = idx
-            text = as_text(raw)
-            unknown.extend(UnknownLink(name, link, int(r), str(text[r])) for r in bad[:100])
+            unknown.extend(UnknownLink(name, link, int(r), v) for r, v in zip(bad[:100], names, strict=False))
     columns: dict[str, dict[str, np.ndarray]] = {}
     supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for name, entity in model.entities.items():
