@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.scanner import Scanner
 
 from engine.errors import Diagnostic, Location, PolicyError
 
@@ -36,6 +37,19 @@ class SourceText:
         excerpt = lines[line] if 0 <= line < len(lines) else None
         return Location(self.file, line + 1, col + 1, dotted, excerpt)
 
+    def text_as_written(self, path: Path, value: str) -> str:
+        """A string value with the line breaks of the file kept for folded `>` blocks.
+
+        YAML folds a `>` block into one line, so a `# note` in a formula would swallow every
+        line after it; with the breaks kept the note ends at its line. Other styles keep `value`.
+        """
+        node = self.nodes.get(tuple(path))
+        if not (isinstance(node, ScalarNode) and node.style == ">" and "#" in value):
+            return value
+        start, end = node.start_mark.index, node.end_mark.index
+        start = self.text.index("\n", start) + 1 if "\n" in self.text[start:end] else start
+        return "\n".join(line.strip() for line in self.text[start:end].splitlines()).strip() + "\n"
+
     def key_location(self, path: Path) -> Location:
         """Location of the mapping key that names `path` (for unknown or duplicate keys)."""
         parent = self.nodes.get(tuple(path[:-1]))
@@ -59,7 +73,8 @@ class SourceText:
 
         Non-blank characters of the value appear in the same order in the file text,
         whatever the scalar style (plain, quoted, literal `|` or folded `>`), so the k-th
-        non-blank character of the value is the k-th non-blank one of the node's span.
+        non-blank character of the value is the k-th non-blank one of the node's span
+        (an escape such as \\" or '' counting as the one character it stands for).
         """
         value = node.value
         offset = max(0, min(offset, len(value)))
@@ -69,15 +84,41 @@ class SourceText:
         if node.style in ("|", ">"):
             start = self.text.index("\n", start) + 1 if "\n" in self.text[start:end] else start
         elif node.style in ("'", '"'):
-            start += 1
-        seen, last = 0, start
-        for i in range(start, end):
-            if not self.text[i].isspace():
-                if seen == k and not at_end:
-                    return self._line_col(i)
-                seen += 1
-                last = i
-        return self._line_col(last + 1 if at_end else last)
+            start, end = start + 1, end - 1
+        positions = list(self._non_blank(node.style, start, end))
+        if not positions:
+            return self._line_col(start)
+        if at_end:
+            return self._line_col(positions[-1] + 1)
+        return self._line_col(positions[min(k, len(positions) - 1)])
+
+    def _non_blank(self, style: str | None, start: int, end: int):
+        """File index of each non-blank character of a scalar's value, in order."""
+        text, i = self.text, start
+        while i < end:
+            ch = text[i]
+            if style == '"' and ch == "\\" and i + 1 < end:
+                code = text[i + 1]
+                if code in Scanner.ESCAPE_CODES:
+                    width = Scanner.ESCAPE_CODES[code]
+                    try:
+                        char = chr(int(text[i + 2:i + 2 + width], 16))
+                    except ValueError:
+                        char = "?"
+                    step = 2 + width
+                else:
+                    char, step = Scanner.ESCAPE_REPLACEMENTS.get(code, " " if code.isspace() else code), 2
+                if not char.isspace():
+                    yield i
+                i += step
+                continue
+            if style == "'" and ch == "'" and text[i + 1:i + 2] == "'":
+                yield i
+                i += 2
+                continue
+            if not ch.isspace():
+                yield i
+            i += 1
 
     def _line_col(self, index: int) -> tuple[int, int]:
         before = self.text[:index]
@@ -106,7 +147,8 @@ class _Builder:
         if isinstance(node, MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.constructor.construct_object(key_node, deep=True)
+                key = self.scalar(key_node, (*path, key_node.value)) if isinstance(key_node, ScalarNode) \
+                    else self.constructor.construct_object(key_node, deep=True)
                 if isinstance(key, (int, float)) and not isinstance(key, bool):
                     key = str(key)
                 if key in out:
@@ -121,7 +163,25 @@ class _Builder:
             return out
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        return self.scalar(node, path)
+
+    def scalar(self, node: Node, path: Path) -> Any:
+        """A scalar's value. One that looks like a date but is none (2024-13-01) is reported
+        with its position, and kept as text, instead of stopping the loader."""
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except ValueError as err:
+            lines = self.source.text.splitlines()
+            ln = node.start_mark.line
+            if node.tag.endswith(":timestamp"):
+                code, en = "bad_date", f"'{node.value}' is not a valid date; write it as YYYY-MM-DD, e.g. 2024-01-01"
+                zh = f"“{node.value}”不是有效日期；请写作 YYYY-MM-DD，例如 2024-01-01"
+            else:
+                code, en, zh = "bad_value", f"'{node.value}' cannot be read ({err})", f"无法读取“{node.value}”"
+            self.problems.append(Diagnostic(code, en, zh, Location(
+                self.source.file, ln + 1, node.start_mark.column + 1, path_text(path),
+                lines[ln] if ln < len(lines) else None)))
+            return node.value
 
 
 def load_yaml(text: str, file: str) -> SourceText:
@@ -134,12 +194,24 @@ def load_yaml(text: str, file: str) -> SourceText:
         lines = text.splitlines()
         line = mark.line if mark else 0
         problem = err.problem or "invalid YAML"
+        if "mapping values are not allowed" in problem:
+            lines = text.splitlines()
+            line = mark.line if mark else 0
+            raise PolicyError([Diagnostic(
+                "colon_in_value", "a ': ' inside a value makes YAML read a new key; put the whole value in quotes",
+                "值中含有“: ”会被当作新的键；请给整个值加引号",
+                Location(file, line + 1, (mark.column + 1) if mark else 1, "",
+                         lines[line] if line < len(lines) else None))]) from None
+        if "'\\t'" in problem:
+            en = "a tab character is used here: YAML indentation must use spaces, not tabs"
+            zh = "此处使用了制表符（Tab）：YAML 缩进只能用空格，不能用制表符"
+        else:
+            en = ("the file is not valid YAML here: check the indentation (spaces, not tabs) and that every "
+                  f"'key: value' has its colon (YAML reports: {problem}"
+                  + (f", {err.context}" if err.context else "") + ")")
+            zh = "文件在此处不是有效的 YAML：请检查缩进（用空格，不用制表符）以及每个“键: 值”是否有冒号"
         raise PolicyError([Diagnostic(
-            "yaml_syntax",
-            f"the file is not valid YAML: {problem}"
-            + (f" ({err.context})" if err.context else "")
-            + ". Check the indentation (spaces, not tabs) and that every 'key: value' has its colon.",
-            "文件不是有效的 YAML：请检查缩进（用空格，不用制表符）以及每个“键: 值”是否有冒号。",
+            "yaml_syntax", en, zh,
             Location(file, line + 1, (mark.column + 1) if mark else 1, "",
                      lines[line] if line < len(lines) else None))]) from None
     if root is None:

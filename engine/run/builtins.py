@@ -267,8 +267,7 @@ def per_version(frame: Frame, name: str, x, apply: Callable[[Any, Any], Any]):
     idx = frame.ctx.parameter(name).version_index(frame.dates())
     xs = frame.full(x)
     parts = {int(v): apply(versions[int(v)], xs[idx == v]) for v in np.unique(idx)}
-    sample = np.asarray(next(iter(parts.values())))
-    out = np.empty(frame.size, dtype=sample.dtype)
+    out = np.empty(frame.size, dtype=np.result_type(*[np.asarray(p) for p in parts.values()]))
     for v, part in parts.items():
         out[idx == v] = part
     return out

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import InputFault, SituationError
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
@@ -24,25 +25,31 @@ def cast(values: Any, var_type: str, n: int) -> np.ndarray:
     return arr.astype(DTYPES[var_type], copy=False)
 
 
-def run_step(step: Step, pop: Population, ctx: RunContext) -> None:
-    """Compute one variable over all rows of its entity (a supplied value wins on its row)."""
+def run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
+    """Compute one variable over all rows of its entity; a value supplied on a row wins there,
+    and the formula runs only on the other rows. Returns whether the formula ran at all."""
     var = step.variable
     entity, n = var.entity, pop.sizes[var.entity]
     ctx.variable = f"{entity}.{var.name}"
     given = pop.supplied.get(entity, {}).get(var.name)
     if given is not None and given[1].all():
         pop.columns[entity][var.name] = given[0]
-        return
+        return False
     if n == 0:
         pop.columns[entity][var.name] = np.zeros(0, dtype=DTYPES[var.type])
-        return
+        return False
     if step.recurrent:
         _run_along_chains(step, pop, ctx, given)
-        return
-    column = cast(step.fn(Frame(pop, entity, ctx)), var.type, n)
-    if given is not None:
-        column = np.where(given[1], given[0], column)
+        return True
+    if given is None:
+        pop.columns[entity][var.name] = cast(step.fn(Frame(pop, entity, ctx)), var.type, n)
+        return True
+    rows = np.flatnonzero(~given[1])
+    computed = cast(step.fn(Frame(pop, entity, ctx, rows)), var.type, len(rows))
+    column = given[0].astype(np.result_type(given[0], computed), copy=True)
+    column[rows] = computed
     pop.columns[entity][var.name] = column
+    return True
 
 
 def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> None:
@@ -50,17 +57,21 @@ def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> No
     all chains at once."""
     var = step.variable
     order = pop.chain(var.entity)
-    column = np.zeros(pop.sizes[var.entity], dtype=DTYPES[var.type])
+    text = var.type == "string"
+    column = np.zeros(pop.sizes[var.entity], dtype=object if text else DTYPES[var.type])
     pop.columns[var.entity][var.name] = column
     by_position = np.argsort(order.position, kind="stable")
     bounds = np.searchsorted(order.position[by_position], np.arange(order.length + 1))
     for p in range(order.length):
         rows = by_position[bounds[p]:bounds[p + 1]]
-        frame = Frame(pop, var.entity, ctx, rows)
-        values = cast(frame.full(step.fn(frame)), var.type, len(rows))
         if given is not None:
-            values = np.where(given[1][rows], given[0][rows], values)
-        column[rows] = values
+            column[rows[given[1][rows]]] = given[0][rows[given[1][rows]]]
+            rows = rows[~given[1][rows]]
+        if len(rows):
+            frame = Frame(pop, var.entity, ctx, rows)
+            column[rows] = cast(frame.full(step.fn(frame)), var.type, len(rows))
+    if text:
+        pop.columns[var.entity][var.name] = column.astype(str)
 
 
 def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population, RunContext, list[Step]]:
@@ -70,8 +81,7 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
     steps = policy.plan.needed(wanted)
-    for step in steps:
-        run_step(step, pop, ctx)
+    ctx.computed = {step.key for step in steps if run_step(step, pop, ctx)}
     return pop, ctx, steps
 
 
@@ -79,6 +89,12 @@ def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
     """A situation (JSON data) in, a result (JSON data) out, as in the contract."""
     period = parse_period(data.get("period")) if isinstance(data, dict) and "period" in data else \
         parse_period(str(policy.meta.effective_from.year))
+    meta = policy.meta
+    if not period.overlaps(meta.effective_from, meta.effective_to):
+        raise SituationError([InputFault(
+            "period", f"{policy.id} {meta.version} is in force {meta.effective_from}–{meta.effective_to or '…'}, "
+            f"not in {period.text}", f"{policy.id} 有效期为 {meta.effective_from}–{meta.effective_to or '…'}，"
+            f"不含 {period.text}")])
     situation = read_situation(policy, data, period)
     pop, ctx, steps = evaluate_situation(policy, situation)
     result = render(policy, pop, situation, steps)
@@ -128,23 +144,25 @@ def to_json_list(column: np.ndarray, money: bool) -> list:
 def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Period) -> list[dict]:
     """Assumed values the run used, then what the evaluation noticed (division by zero, …)."""
     out = []
-    used = sorted({p for s in steps for p in s.checked.params})
+    computed = [s for s in steps if s.key in ctx.computed]
+    used = sorted({p for s in computed for p in s.checked.params})
     for name in used:
         param = policy.parameters[name]
         if param.assumed and name not in ctx.overrides:
             out.append({"code": "assumed_parameter", "path": f"parameters.{name}",
                         "message": f"{param.label.en or name} is assumed: {param.assumed}",
                         "message_zh": f"{param.label.zh or name}为假设值：{param.assumed}"})
-    for step in steps:
+    for step in computed:
         var = step.variable
         if var.assumed:
             out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
                         "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
                         "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
     meta = policy.meta
-    if not period.overlaps(meta.effective_from, meta.effective_to):
-        out.append({"code": "outside_effective_period", "path": "period",
-                    "message": f"the period {period.text} is outside the policy's effective period",
-                    "message_zh": f"期间 {period.text} 不在政策有效期内"})
+    if period.start < meta.effective_from or (meta.effective_to and period.end > meta.effective_to):
+        out.append({"code": "period_partly_outside", "path": "period",
+                    "message": f"the period {period.text} reaches outside {meta.effective_from}–"
+                               f"{meta.effective_to or '…'}, when this policy is in force",
+                    "message_zh": f"期间 {period.text} 部分超出政策有效期"})
     out.extend(ctx.warnings.values())
     return out

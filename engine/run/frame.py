@@ -19,6 +19,7 @@ class RunContext:
     overrides: dict[str, Any] = field(default_factory=dict)
     warnings: dict[tuple[str, str], dict] = field(default_factory=dict)
     variable: str = ""  # entity.variable being evaluated, for warning paths
+    computed: set = field(default_factory=set)  # steps whose formula ran on some row
 
     def parameter(self, name: str) -> Parameter:
         return self.policy.parameters[name]

@@ -3,7 +3,9 @@
 A case file is JSON or YAML holding one case, a list of cases, or {cases: [...]}. A case:
 `city` (a policy id or a path to a policy file, relative to the case file), `title`,
 `clauses`, `situation`, `expected` (entity → id → variable → value), optional
-`tolerance` (a number, or {money: 0.005, other: 1e-6}) and `note`.
+`tolerance` (a number, or {money: 0.005, other: 1e-6}) and `note`. A case may instead expect a
+rejection, `expected_error: {path: period, contains: "not in 2025"}`, and may require
+warnings by code, `expected_warnings: [division_by_zero]`.
 """
 
 from __future__ import annotations
@@ -97,12 +99,24 @@ class Runner:
 
     def run(self, case: Case) -> Outcome:
         outcome = Outcome(case)
+        want_error = case.data.get("expected_error")
         try:
             policy = self.policy_for(case)
             result = evaluate(policy, case.data["situation"])
-        except (PolicyError, SituationError, KeyError) as err:
+        except SituationError as err:
+            if want_error and _error_matches(err, want_error):
+                return outcome
+            outcome.error = f"SituationError: {err}"
+            return outcome
+        except (PolicyError, KeyError) as err:
             outcome.error = f"{type(err).__name__}: {err}"
             return outcome
+        if want_error:
+            outcome.faults.append(f"expected a rejection at {want_error.get('path')}, but the situation was accepted")
+        codes = {w["code"] for w in result["warnings"]}
+        for code in case.data.get("expected_warnings") or []:
+            if code not in codes:
+                outcome.faults.append(f"expected warning {code}; got {', '.join(sorted(codes)) or 'none'}")
         tol = case.data.get("tolerance")
         got_entities = result["entities"]
         for entity, rows in (case.data.get("expected") or {}).items():
@@ -117,6 +131,10 @@ class Runner:
                         outcome.faults.append(f"{entity}.{rid}.{name}: got {got!r}, want {want!r}"
                                               f" (tolerance {limit:g}, period {result.get('period')})")
         return outcome
+
+
+def _error_matches(err: SituationError, want: dict) -> bool:
+    return any(f.path == want.get("path", f.path) and want.get("contains", "") in f.en for f in err.faults)
 
 
 def _tolerance(tol: Any, unit: str) -> float:
