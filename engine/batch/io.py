@@ -45,8 +45,13 @@ def _numpy(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray
             values = array if pa.types.is_date(array.type) or pa.types.is_timestamp(array.type) \
                 else pc.cast(array, pa.date32())
             return values.to_numpy(zero_copy_only=False).astype("datetime64[D]"), given
-        text = pc.fill_null(pc.cast(array, pa.string()), str(default))
-        return text.to_numpy(zero_copy_only=False).astype(str), given
+        text = pc.cast(array, pa.string())
+        if var.values:
+            bad = pc.unique(pc.filter(text, pc.invert(pc.fill_null(pc.is_in(text, pa.array(var.values)), True))))
+            if len(bad):
+                raise SituationError([InputFault(path, f"'{bad[0].as_py()}' is not one of {', '.join(var.values)}",
+                                                 f"“{bad[0].as_py()}”不是允许的取值（{', '.join(var.values)}）")])
+        return pc.fill_null(text, str(default)).to_numpy(zero_copy_only=False).astype(str), given
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise SituationError([InputFault(path, f"column cannot be read as {var.type}: {err}",
                                          f"该列无法按{var.type}读取")]) from None

@@ -108,8 +108,9 @@ class Generator:
                       "admit_date": admit, "out_of_area": rng.random(n) < 0.03}
         cols["referral_approved"] = cols["out_of_area"] & (rng.random(n) < 0.5)
         cost = rng.lognormal(np.log(9000), 0.7, n)
+        claim_vars = self.policy.model.entities["claim"].variables
         for (entity, name), values in sorted(self.usage.literals.items()):
-            if entity == "claim" and name not in ("setting", "fund", "institution"):
+            if entity == "claim" and name not in ("setting", "fund", "institution") and claim_vars[name].is_input:
                 options = sorted(values)
                 picked = rng.random(n) < 0.03 * len(options)
                 cols[name] = np.where(picked, rng.choice(options, size=n), "")
@@ -119,7 +120,7 @@ class Generator:
             long_stay = cols["category"] != ""
             los = np.where(long_stay, rng.integers(20, 120, n), los)
         for (entity, name), (table, key_col) in sorted(self.usage.table_keys.items()):
-            if entity != "claim":
+            if entity != "claim" or not claim_vars[name].is_input:
                 continue
             tab = self.policy.tables[table]
             keys = sorted({k[tab.key.index(key_col)] for k in tab.index})
@@ -179,6 +180,13 @@ class Generator:
                 cols[name] = np.zeros(n)
 
 
+def _nullable(values):
+    """Empty text is written as null (not given), like a missing cell."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "U":
+        return pa.array(np.where(values == "", None, values.astype(object)), pa.string())
+    return values
+
+
 def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
     """Write fund, community, institution and claim Parquet files and meta.json; returns counts."""
     gen = Generator(policy, claims, seed)
@@ -203,7 +211,7 @@ def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for name, cols in (("fund", fund), ("community", comm), ("institution", inst), ("claim", clm)):
         known = policy.model.entities[name].variables
-        table = pa.table({k: v for k, v in cols.items() if k == "id" or k in known})
+        table = pa.table({k: _nullable(v) for k, v in cols.items() if k == "id" or k in known})
         pq.write_table(table, out / f"{name}.parquet", compression="zstd")
     meta = {"policy": policy.id, "period": gen.period, "claims": claims, "seed": seed,
             "institutions": n_inst, "communities": n_comm}
