@@ -79,3 +79,11 @@ class FormulaError(Exception):
     def __init__(self, code: str, en: str, zh: str, offset: int = 0):
         self.code, self.en, self.zh, self.offset = code, en, zh, offset
         super().__init__(en)
+
+
+class LimitExceeded(Exception):
+    """A request went past a named limit (engine.settings); `status` is the HTTP status to answer."""
+
+    def __init__(self, setting: str, en: str, zh: str, status: int = 413):
+        self.setting, self.en, self.zh, self.status = setting, en, zh, status
+        super().__init__(en)

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import time
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,9 +16,11 @@ from fastapi.responses import JSONResponse
 
 from engine import __version__
 from engine.api import describe
+from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
-from engine.errors import PolicyError, SituationError
+from engine.errors import LimitExceeded, PolicyError, SituationError
 from engine.policy.loader import load_policy_text
+from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
 from engine.run.evaluate import evaluate
@@ -49,14 +52,16 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
                   description="Medical-insurance payment rules engine — 医保支付规则引擎. "
                               "Policies are data; every value can be explained with its clause.")
     app.state.store = store
+    app.add_middleware(BodyLimit)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):
+        """Request log: method, route, status, size, time — never ids or amounts from the body."""
         started = time.perf_counter()
         response = await call_next(request)
         response.headers["X-Medpay-Engine"] = __version__
-        log.info("%s %s %s %.1fms", request.method, request.url.path, response.status_code,
-                 (time.perf_counter() - started) * 1000)
+        log.info("%s %s %s in=%sB %.1fms", request.method, request.url.path, response.status_code,
+                 request.headers.get("content-length", "-"), (time.perf_counter() - started) * 1000)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -75,9 +80,15 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         return _error(404, "unknown_city", [{"path": "city", "message": f"no policy '{exc.args[0]}' (known: {known})",
                                              "message_zh": f"没有政策“{exc.args[0]}”"}])
 
+    @app.exception_handler(LimitExceeded)
+    async def over_limit(request: Request, exc: LimitExceeded):
+        return _error(exc.status, "limit_exceeded", [{"path": exc.setting, "message": exc.en, "message_zh": exc.zh}])
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s", request.url.path)
+        # the exception's message may quote input values: log its type and frames only
+        log.error("unexpected %s on %s\n%s", type(exc).__name__, request.url.path,
+                  "".join(traceback.format_tb(exc.__traceback__)))
         return _error(500, "internal_error", [{"path": "", "message": "an internal error occurred; it has been logged",
                                                "message_zh": "服务内部错误，已记录"}])
 
@@ -124,15 +135,39 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
                     "assumed": []}
         return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
 
+    def forbidden(authorization: str | None) -> JSONResponse | None:
+        token = os.environ.get("MEDPAY_ADMIN_TOKEN")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if token and secrets.compare_digest(given.encode(), token.encode()):
+            return None
+        return _error(403, "forbidden", [{"path": "authorization",
+                                          "message": "this needs the admin token (MEDPAY_ADMIN_TOKEN) as a Bearer token",
+                                          "message_zh": "此操作需要管理令牌（MEDPAY_ADMIN_TOKEN）"}])
+
     @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load",
               responses={403: {"model": ErrorBody}})
     def reload(authorization: Annotated[str | None, Header()] = None) -> Any:
-        token = os.environ.get("MEDPAY_ADMIN_TOKEN")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not token or not secrets.compare_digest(given, token):
-            return _error(403, "forbidden", [{"path": "authorization",
-                                              "message": "reload needs the admin token (MEDPAY_ADMIN_TOKEN)",
-                                              "message_zh": "重新加载需要管理令牌"}])
-        return store.reload()
+        return forbidden(authorization) or store.reload()
+
+    @app.put("/v1/admin/policies/{file_name}", summary="publish a policy file: checked, archived, then served",
+             responses={403: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    def publish_policy(file_name: str, request_body: ValidateRequest,
+                       authorization: Annotated[str | None, Header()] = None) -> Any:
+        refused = forbidden(authorization)
+        if refused:
+            return refused
+        entry = publish(store.folder, file_name, request_body.text)
+        if not entry["accepted"]:
+            return JSONResponse(status_code=422, content={"error": "policy_refused", "detail": [
+                {"path": d.get("path") or "text", "message": d["message"], "message_zh": d.get("message_zh"),
+                 "line": d.get("line"), "column": d.get("column")} for d in entry["diagnostics"]]})
+        store.reload()
+        return entry
+
+    @app.get("/v1/admin/audit", summary="the publishing log: every attempt with its hash, time and diagnostics",
+             responses={403: {"model": ErrorBody}})
+    def audit_log(authorization: Annotated[str | None, Header()] = None, last: int = 100) -> Any:
+        return forbidden(authorization) or {"entries": audit_entries(store.folder, max(1, min(last, 10_000))),
+                                            "events": store.events[-100:]}
 
     return app

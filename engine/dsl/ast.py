@@ -104,22 +104,41 @@ def walk(node: Node):
         yield from walk(child)
 
 
+def _binding(node: Node) -> int:
+    """How tightly a node's text holds together, loosest 0 (see the grammar's precedence)."""
+    if isinstance(node, IfElse):
+        return 0
+    if isinstance(node, Unary):
+        return 3 if node.op == "not" else 7
+    if isinstance(node, InList):
+        return 4
+    return 9  # atoms, calls, lists, indexing and (parenthesised) binary operations
+
+
+def _part(node: Node, needs: int) -> str:
+    """The text of a sub-expression, in parentheses when it binds more loosely than its place needs."""
+    text = to_text(node)
+    return f"({text})" if _binding(node) < needs else text
+
+
 def to_text(node: Node) -> str:
-    """Render a node back to formula text (used in traces and messages)."""
+    """Render a node back to formula text (used in traces and messages); parsing the text
+    again gives the same tree."""
     if isinstance(node, Literal):
         if node.kind == "string":
-            return f'"{node.value}"'
+            return f"'{node.value}'" if '"' in node.value else f'"{node.value}"'
         if node.kind == "bool":
             return "true" if node.value else "false"
         return str(node.value)
     if isinstance(node, Name):
         return node.dotted
     if isinstance(node, Unary):
-        return f"-{to_text(node.operand)}" if node.op == "-" else f"not {to_text(node.operand)}"
+        return f"-{_part(node.operand, 7)}" if node.op == "-" else f"not {_part(node.operand, 3)}"
     if isinstance(node, Binary):
-        return f"({to_text(node.left)} {node.op} {to_text(node.right)})"
+        needs = 1 if node.op in ("and", "or") else 5
+        return f"({_part(node.left, needs)} {node.op} {_part(node.right, needs)})"
     if isinstance(node, InList):
-        return f"{to_text(node.value)} {'not in' if node.negate else 'in'} {to_text(node.options)}"
+        return f"{_part(node.value, 5)} {'not in' if node.negate else 'in'} {to_text(node.options)}"
     if isinstance(node, IfElse):
         return f"if {to_text(node.condition)} then {to_text(node.then)} else {to_text(node.otherwise)}"
     if isinstance(node, ListExpr):

@@ -78,9 +78,10 @@ class Checker:
         typ = self.expr(variable.node, variable.entity, in_before=False)
         want = variable.type
         if not _compatible(want, typ):
-            raise _err("wrong_result_type",
-                       f"the formula gives a {_type_name(typ)} but '{variable.name}' is declared as {_type_name(want)}",
-                       f"公式结果是{_type_zh(typ)}，但“{variable.name}”声明为{_type_zh(want)}", variable.node)
+            raise FormulaError("wrong_result_type",
+                               f"the formula gives a {_type_name(typ)} but '{variable.name}' is declared as a "
+                               f"{_type_name(want)} (type: {want})",
+                               f"公式结果是{_type_zh(typ)}，但“{variable.name}”声明为{_type_zh(want)}（type: {want}）", 0)
         return Checked(variable.node, typ, self.notes, self.deps, self.params, self.tables_used,
                        self.recurrent)
 
@@ -288,6 +289,12 @@ class Checker:
             raise _err("where_not_allowed", f"'where' filters only aggregations (sum, count, …), not {name}",
                        f"“where”只能用于汇总函数（sum、count 等），不能用于 {name}", node.where)
         if name in ("min", "max") and len(node.args) >= 2:
+            if node.where is not None:  # the smaller of several values: there is nothing to filter
+                raise _err("where_not_allowed",
+                           f"'where' filters the rows of an aggregation such as {name}(claim.total_cost where …); "
+                           f"{name}() of two or more values cannot take it",
+                           f"“where”只能用于汇总，例如 {name}(claim.total_cost where …)；多个值的 {name}() 不能使用",
+                           node.where)
             return self._elementwise(node, scope, in_before)
         if name in AGGREGATES:
             return self._aggregate(node, scope, in_before)
@@ -302,8 +309,9 @@ class Checker:
         n = len(node.args)
         if not low <= n <= high:
             want = str(low) if low == high else f"{low} to {high}"
+            want_zh = str(low) if low == high else f"{low} 至 {high}"
             raise _err("arity", f"{node.function}() takes {want} arguments, not {n}",
-                       f"{node.function}() 需要 {want} 个参数，而不是 {n} 个", node)
+                       f"{node.function}() 需要 {want_zh} 个参数，而不是 {n} 个", node)
         for key, value in node.keywords:
             if key not in keywords:
                 raise _err("unknown_keyword", f"{node.function}() has no named argument '{key}'"
@@ -461,8 +469,8 @@ class Checker:
     # ---- helpers -----------------------------------------------------------------------
     def _want(self, got: str, want: str, node: ast.Node, where: str) -> None:
         if not _compatible(want, got):
-            raise _err("type", f"{where} needs a {_type_name(want)} here, but this is a {_type_name(got)}",
-                       f"{where} 此处需要{_type_zh(want)}，但这里是{_type_zh(got)}", node)
+            raise _err("type", f"'{where}' needs a {_type_name(want)} here, but this is a {_type_name(got)}",
+                       f"“{where}”此处需要{_type_zh(want)}，但这里是{_type_zh(got)}", node)
 
 
 def _compatible(want: str, got: str) -> bool:

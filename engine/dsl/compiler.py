@@ -204,8 +204,22 @@ class Compiler:
         def allocate(frame: Frame):
             whole = frame.whole()
             groups = whole.parent_index(path) if path else np.zeros(whole.size, dtype=np.int64)
-            parts = builtins.allocate(whole.full(total(whole)).astype(float),
-                                      whole.full(weight(whole)).astype(float), groups)
+            totals, weights = whole.full(total(whole)).astype(float), whole.full(weight(whole)).astype(float)
+            parts = builtins.allocate(totals, weights, groups)
+            valid = groups >= 0
+            if valid.any():
+                # a group with something to share but no weight at all keeps its total unallocated
+                size = int(groups[valid].max()) + 1
+                weight_sum = np.bincount(groups[valid], weights=weights[valid], minlength=size)
+                shared = np.bincount(groups[valid], weights=parts[valid], minlength=size)
+                group_total = np.zeros(size)
+                group_total[groups[valid]] = totals[valid]
+                lost = (weight_sum == 0) & (np.abs(group_total - shared) >= 0.005)
+                if lost.any():
+                    frame.ctx.warn("allocation_without_weight",
+                                   f"{int(lost.sum())} group(s) have an amount to share but every weight is 0; "
+                                   "nothing was allocated there",
+                                   f"{int(lost.sum())} 个分组有待分配金额，但权重全为 0，未作分配", int(lost.sum()))
             return frame.take(parts)
         return allocate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -11,9 +12,10 @@ from engine.dsl import ast
 from engine.dsl.grammar import lark_parser
 from engine.dsl.syntax_messages import GENERIC, SYNTAX_MESSAGES, TOKEN_NAMES, UNKNOWN_CHARACTER
 from engine.errors import FormulaError
+from engine.settings import LIMITS
 
-MAX_FORMULA_LENGTH = 4000
-MAX_DEPTH = 60
+MAX_FORMULA_LENGTH = LIMITS.formula_chars
+MAX_DEPTH = LIMITS.formula_depth
 
 
 def _pos(meta_or_token) -> int:
@@ -123,6 +125,63 @@ def _raw_parse(text: str):
     return lark_parser().parse(text)
 
 
+# Tokens that can start a value: a mistake before one of them is the same mistake whichever it is.
+_VALUE_START = {"NAME", "NUMBER", "PERCENT", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "LSQB", "IF", "NOT",
+                "MINUS"}
+
+
+def _token_class(token) -> str:
+    kind = getattr(token, "type", "$END")
+    return "value" if kind in _VALUE_START else kind
+
+
+def _failure(err: UnexpectedToken) -> tuple:
+    """Where a parse failed: LALR state number, token text, kind of token, what would have been accepted."""
+    state = getattr(err.state, "position", err.state)
+    return state, str(err.token), _token_class(err.token), frozenset(err.accepts or ())
+
+
+@cache
+def _example_failures() -> list[tuple[str, tuple]]:
+    out = []
+    for code, (_, _, examples) in SYNTAX_MESSAGES.items():
+        for example in examples:
+            try:
+                _raw_parse(example)
+            except UnexpectedToken as ut:
+                out.append((code, _failure(ut)))
+            except UnexpectedInput:
+                continue
+    return out
+
+
+def _match_example(err: UnexpectedInput) -> str | None:
+    """The message whose bad example failed in the same parser state on the same kind of token,
+    preferring one with the same acceptable continuations, then the same token.
+
+    (Lark's own `match_examples` also compares the stack depth, so a mistake inside brackets
+    missed its message, and with use_accepts it crashes with a TypeError in its debug logging.)
+    """
+    if not isinstance(err, UnexpectedToken):
+        return None
+    state, token, kind, accepts = _failure(err)
+    # where only a value may come next, any token there means the value is missing
+    wants_value = bool(accepts) and accepts <= _VALUE_START
+    best, best_rank = None, 5
+    for code, (ex_state, ex_token, ex_kind, ex_accepts) in _example_failures():
+        if ex_state != state:
+            continue
+        if ex_kind == kind:
+            rank = 2 * (ex_accepts != accepts) + (ex_token != token)
+        elif wants_value and ex_kind == "$END":
+            rank = 4
+        else:
+            continue
+        if rank < best_rank:
+            best, best_rank = code, rank
+    return best
+
+
 def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
     offset = getattr(err, "pos_in_stream", None)
     if isinstance(err, UnexpectedEOF) or offset is None:
@@ -134,9 +193,10 @@ def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
             return FormulaError("single_equals", en, zh, offset)
         return FormulaError("unknown_character", f"{UNKNOWN_CHARACTER[0]}: '{ch}'",
                             f"{UNKNOWN_CHARACTER[1]}：“{ch}”", offset)
-    examples = {code: spec[2] for code, spec in SYNTAX_MESSAGES.items()}
-    code = err.match_examples(_raw_parse, examples, use_accepts=True)
+    code = _match_example(err)
     at_end = isinstance(err, UnexpectedToken) and err.token.type == "$END"
+    if at_end:
+        offset = len(text)  # lark places the end at the last token; the mistake is after it
     if code is None and at_end:
         expected = getattr(err, "expected", set()) or set()
         code = "unclosed_paren" if "RPAR" in expected else "unclosed_bracket" if "RSQB" in expected else None
@@ -145,11 +205,10 @@ def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
         en, zh = GENERIC
         got = getattr(err, "token", None)
         got_text = "end of formula" if got is None or got.type == "$END" else f"'{got}'"
+        got_zh = "公式结尾" if got is None or got.type == "$END" else f"“{got}”"
         return FormulaError("syntax", f"{en}: found {got_text}, expected one of {', '.join(expected)}",
-                            f"{zh}：遇到 {got_text}", offset)
+                            f"{zh}：遇到 {got_zh}", offset)
     en, zh = SYNTAX_MESSAGES[code][:2]
-    if isinstance(err, UnexpectedToken) and err.token.type == "$END":
-        offset = len(text)
     return FormulaError(code, en, zh, offset)
 
 
@@ -183,6 +242,9 @@ def parse_formula(text: str) -> ast.Node:
         inner = getattr(err, "orig_exc", err)
         if isinstance(inner, FormulaError):
             raise inner from None
+        if isinstance(inner, RecursionError):  # thousands of nested operators
+            raise FormulaError("too_deep", f"formula is nested more than {MAX_DEPTH} levels deep",
+                               f"公式嵌套超过 {MAX_DEPTH} 层", 0) from None
         raise
     if _depth(node) > MAX_DEPTH:
         raise FormulaError("too_deep", f"formula is nested more than {MAX_DEPTH} levels deep",

@@ -13,22 +13,22 @@ SYNTAX_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
         "a value is missing after the last operator or keyword",
         "运算符或关键字后面缺少数值或名称",
         ["1 +", "a *", "a -", "a /", "a ==", "a and", "a or", "not", "a <", "-",
-         "if a then b else", "sum(x where)", "if a then", "if"],
+         "if a then b else", "sum(x where)", "if a then", "if", "a + * b", "a * / b", "(a + )"],
     ),
     "missing_operator": (
         "two values stand next to each other; put an operator (+ - * / and or ...) between them",
         "两个值之间缺少运算符（如 + - * / and or）",
-        ["a b", "1 2", "a (b)", "f(x) y", "1 a", '"x" y', "a 5%"],
+        ["a b", "1 2", "f(x) y", "1 a", '"x" y', "a 5%", "(a) b", "a.b c", "x in [1] a"],
     ),
     "unclosed_paren": (
         "a '(' is not closed; add the matching ')'",
         "括号“(”没有闭合，请补上“)”",
-        ["(a + b", "min(a, b", "((a)", "f(a"],
+        ["(a + b", "min(a, b", "((a)", "f(a", "f(", "if a then (b else c"],
     ),
     "missing_comma": (
         "arguments of a function are separated by ','",
         "函数的参数之间要用逗号“,”分隔",
-        ["min(a b)", "f(1 2)", "max(a, b c)"],
+        ["min(a b)", "f(1 2)", "max(a, b c)", "min(a.b c)"],
     ),
     "in_needs_list": (
         "'in' must be followed by a list in square brackets, as in x in [\"a\", \"b\"]",
@@ -53,7 +53,7 @@ SYNTAX_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
     "missing_else": (
         "'if … then …' needs an 'else' branch: every formula must give a value in all cases",
         "“if … then …”必须有“else”分支：公式在任何情况下都要有值",
-        ["if a then b", "if a then b c"],
+        ["if a then b", "if a then b c", "(if a then b)", "min(if a then b, 1)"],
     ),
     "chained_comparison": (
         "comparisons do not chain; write 'a < b and b < c'",
@@ -73,12 +73,17 @@ SYNTAX_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
     "bad_name_after_dot": (
         "a '.' must be followed by a name, as in institution.level",
         "“.”后面必须是名称，例如 institution.level",
-        ["institution.", "a.1", "a.(b)"],
+        ["institution.", "a.1", "a.(b)", "a..b", "(a.)"],
     ),
     "empty_formula": (
         "the formula is empty",
         "公式为空",
-        [""],
+        ["", "# only a note"],
+    ),
+    "bad_start": (
+        "a formula cannot start with this; it starts with a value, a name, '(', '-', 'not' or 'if'",
+        "公式不能以此开头；公式应以数值、名称、“(”、“-”、“not”或“if”开头",
+        ["* a", "/ a", "+ a", "< a", "== a", ", a", ") a", "] a", ".5"],
     ),
 }
 
@@ -89,7 +94,7 @@ UNKNOWN_CHARACTER = (
 GENERIC = ("the formula cannot be read here", "公式在此处无法解析")
 
 TOKEN_NAMES = {
-    "LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "COMMA": ",", "DOT": ".", "EQUAL": "=",
+    "$END": "end of formula", "LPAR": "(", "RPAR": ")", "LSQB": "[", "RSQB": "]", "COMMA": ",", "DOT": ".", "EQUAL": "=",
     "NAME": "a name", "NUMBER": "a number", "PERCENT": "a percentage", "STRING": "a text",
     "DATE": "a date", "IF": "if", "THEN": "then", "ELSE": "else", "AND": "and", "OR": "or",
     "NOT": "not", "IN": "in", "WHERE": "where", "TRUE": "true", "FALSE": "false",

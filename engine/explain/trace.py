@@ -14,8 +14,9 @@ from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
+from engine.settings import LIMITS
 
-MAX_TRACE_VALUES = 20_000
+MAX_TRACE_VALUES = LIMITS.trace_values
 WHOLE_CALLS = ("aggregate", "chain", "lookup", "allocate", "bands", "step")
 
 

@@ -30,6 +30,7 @@ class Variable:
     node: ast.Node | None = None
     default: Any = None
     values: list[str] | None = None
+    minimum: float | None = None
     source: str | None = None
     assumed: str | None = None
     note: str | None = None

@@ -24,8 +24,9 @@ from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
 from engine.policy.values import build_parameter, read_table
 from engine.policy.yaml_source import SourceText, load_yaml
+from engine.settings import LIMITS
 
-MAX_POLICY_BYTES = 2_000_000
+MAX_POLICY_BYTES = LIMITS.policy_bytes
 
 
 def as_date(value) -> dt.date | None:
@@ -135,7 +136,8 @@ class _Builder:
                 entity.variables[name] = var
                 if "formula" not in spec:
                     continue
-                var.formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else str(spec["formula"])
+                var.formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else \
+                    self.source.text_as_written((*path, "formula"), str(spec["formula"]))
                 if not (var.source or var.assumed):
                     self.problems.append(Diagnostic(
                         "missing_provenance",
@@ -168,10 +170,12 @@ class _Builder:
         try:
             return planning.build(steps)
         except planning.CycleError as err:
-            loop = err.args[1]
+            loop = err.args[1][::-1]  # graphlib lists each step before the one that uses it
             first = steps[loop[0]].variable
             names = " → ".join(f"{e}.{n}" for e, n in loop)
             self.problems.append(Diagnostic(
-                "cycle", f"these formulas depend on each other in a loop: {names}; break the loop",
-                f"以下公式相互依赖形成循环：{names}；请打破循环", self.source.key_location(first.path)))
+                "cycle", f"these formulas depend on each other in a loop: {names} (each uses the next); "
+                "break the loop",
+                f"以下公式相互依赖形成循环：{names}（每一项都用到下一项）；请打破循环",
+                self.source.key_location(first.path)))
             raise PolicyError(self.problems) from None

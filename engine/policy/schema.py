@@ -73,7 +73,7 @@ def _diagnostic(source: SourceText, err: ValidationError) -> Diagnostic:
     if kind == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return Diagnostic("missing_key", f"{where} needs '{missing}'", f"{where} 缺少“{missing}”",
-                          source.location(path))
+                          source.key_location(path) if path else source.location(path))
     if kind == "type":
         want = err.validator_value if isinstance(err.validator_value, str) else " or ".join(err.validator_value)
         return Diagnostic("wrong_type", f"{where} must be {_TYPE_EN.get(want, want)}, not {_describe(err.instance)}",

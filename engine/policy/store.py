@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import Diagnostic, PolicyError
-from engine.policy.loader import load_policy_file
+from engine.policy.loader import load_policy_file, load_policy_text
+from engine.policy.publish import last_good
 from engine.policy.registry import Registry, policy_files
 from engine.policy.spec import Policy
 
@@ -57,6 +58,8 @@ class PolicyStore:
                 except PolicyError as err:
                     self.files[file] = FileState(stamp, None, err.diagnostics)
                     refused.append({"file": file.name, "diagnostics": [d.to_dict() for d in err.diagnostics]})
+                    if file not in self.good:
+                        self._fall_back(file)
             for gone in set(self.files) - present:
                 self.files.pop(gone)
                 self.good.pop(gone, None)
@@ -72,6 +75,18 @@ class PolicyStore:
             if changed or refused:
                 self.events.append(report)
             return report
+
+    def _fall_back(self, file: Path) -> None:
+        """A file that does not load and was never served here: serve its last published good copy."""
+        copy = last_good(self.folder, file.name)
+        if copy is None:
+            return
+        try:
+            self.good[file] = load_policy_text(copy.read_text(encoding="utf-8"), str(copy), self.folder)
+        except PolicyError:
+            return
+        self.events.append({"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                            "fallback": file.name, "served": str(copy)})
 
     def watch(self, interval: float = 1.0) -> threading.Thread:
         """Poll the folder in a daemon thread and reload when a file changes."""

@@ -51,7 +51,9 @@ def infer_kind(value: Any) -> str:
         try:
             float(value)
         except ValueError:
-            return "string"
+            # text that starts like a number ("100点", "1,000") is a mistyped number: say so here,
+            # not later as a text in a formula
+            return "number" if re.match(r"\s*-?\d", value) else "string"
     return "number"
 
 

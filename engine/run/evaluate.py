@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
-from engine.errors import InputFault, SituationError
+from engine.errors import InputFault, LimitExceeded, SituationError
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
 from engine.run.situation import Period, Situation, parse_period, read_situation
+from engine.settings import LIMITS
 
 DTYPES = {"number": float, "bool": bool, "string": str, "date": "datetime64[D]"}
 
@@ -23,6 +25,18 @@ def cast(values: Any, var_type: str, n: int) -> np.ndarray:
     if arr.ndim == 0:
         arr = np.full(n, arr.item() if arr.dtype.kind not in "MU" else arr, dtype=arr.dtype)
     return arr.astype(DTYPES[var_type], copy=False)
+
+
+def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
+    """No NaN or infinity ever leaves a step: such values become 0, with a warning."""
+    if column.dtype.kind != "f":
+        return column
+    bad = ~np.isfinite(column)
+    if bad.any():
+        ctx.warn("non_finite", "a value was not a finite number (overflow or 0/0); 0 used",
+                 "出现非有限数值（溢出或 0/0），按 0 计", int(bad.sum()))
+        column = np.where(bad, 0.0, column)
+    return column
 
 
 def run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
@@ -42,13 +56,13 @@ def run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
         _run_along_chains(step, pop, ctx, given)
         return True
     if given is None:
-        pop.columns[entity][var.name] = cast(step.fn(Frame(pop, entity, ctx)), var.type, n)
+        pop.columns[entity][var.name] = finite(cast(step.fn(Frame(pop, entity, ctx)), var.type, n), ctx)
         return True
     rows = np.flatnonzero(~given[1])
     computed = cast(step.fn(Frame(pop, entity, ctx, rows)), var.type, len(rows))
     column = given[0].astype(np.result_type(given[0], computed), copy=True)
     column[rows] = computed
-    pop.columns[entity][var.name] = column
+    pop.columns[entity][var.name] = finite(column, ctx)
     return True
 
 
@@ -72,6 +86,8 @@ def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> No
             column[rows] = cast(frame.full(step.fn(frame)), var.type, len(rows))
     if text:
         pop.columns[var.entity][var.name] = column.astype(str)
+    else:
+        pop.columns[var.entity][var.name] = finite(column, ctx)
 
 
 def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population, RunContext, list[Step]]:
@@ -81,21 +97,37 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
     steps = policy.plan.needed(wanted)
-    ctx.computed = {step.key for step in steps if run_step(step, pop, ctx)}
+    started, limit = time.perf_counter(), LIMITS.eval_seconds
+    for step in steps:
+        if run_step(step, pop, ctx):
+            ctx.computed.add(step.key)
+        if time.perf_counter() - started > limit:
+            raise LimitExceeded("MEDPAY_MAX_EVAL_SECONDS",
+                                f"the evaluation took longer than {limit:g} s; send fewer rows or use batch settlement",
+                                f"计算超过 {limit:g} 秒；请减少行数或使用批量结算", status=503)
     return pop, ctx, steps
 
 
 def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
     """A situation (JSON data) in, a result (JSON data) out, as in the contract."""
-    period = parse_period(data.get("period")) if isinstance(data, dict) and "period" in data else \
-        parse_period(str(policy.meta.effective_from.year))
     meta = policy.meta
+    faults: list[InputFault] = []
+    default_period = parse_period(str(meta.effective_from.year))
+    try:
+        period = parse_period(data.get("period")) if isinstance(data, dict) and "period" in data else default_period
+    except SituationError as err:  # read the rest anyway, so that every fault is reported at once
+        faults, period = list(err.faults), default_period
     if not period.overlaps(meta.effective_from, meta.effective_to):
-        raise SituationError([InputFault(
+        faults.append(InputFault(
             "period", f"{policy.id} {meta.version} is in force {meta.effective_from}–{meta.effective_to or '…'}, "
             f"not in {period.text}", f"{policy.id} 有效期为 {meta.effective_from}–{meta.effective_to or '…'}，"
-            f"不含 {period.text}")])
-    situation = read_situation(policy, data, period)
+            f"不含 {period.text}"))
+    try:
+        situation = read_situation(policy, data, period)
+    except SituationError as err:
+        raise SituationError(faults + err.faults) from None
+    if faults:
+        raise SituationError(faults)
     pop, ctx, steps = evaluate_situation(policy, situation)
     result = render(policy, pop, situation, steps)
     result["warnings"] = warnings_of(policy, ctx, steps, situation.period)

@@ -9,8 +9,19 @@ def round_half_up(values, digits: int = 2):
     """Round half away from zero, robust to binary noise: 0.125 → 0.13, 1.005 → 1.01."""
     arr = np.asarray(values, dtype=float)
     scale = 10.0 ** digits
-    scaled = np.round(np.abs(arr) * scale, 6)  # drop float noise below 1e-6 of a unit
-    return np.sign(arr) * np.floor(scaled + 0.5) / scale
+    scaled = np.abs(arr) * scale
+    with np.errstate(invalid="ignore"):
+        low = np.floor(scaled)
+        frac = scaled - low
+        # float noise: a fraction within a millionth of a unit of one half is one half. The noise
+        # allowance grows with the amount (a few units in the last place), so that amounts of
+        # hundreds of millions round like small ones (np.round(x, 6) loses digits there).
+        noise = np.maximum(1e-6, 2 * np.spacing(scaled))
+        up = (frac > 0.5) | (np.abs(frac - 0.5) <= noise)
+    return np.sign(arr) * (low + up) / scale + 0.0  # + 0.0: no "-0.0" in results
+
+
+MAX_EXACT_YUAN = 9e13  # 9e15 fen: integers stay exact in float64 below 2**53
 
 
 def allocate(totals: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -32,6 +43,8 @@ def allocate(totals: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.
     weight_sum = np.bincount(g, weights=w, minlength=size)
     first_total = np.zeros(size)
     first_total[g[valid][::-1]] = totals[valid][::-1]  # total of each group (first row's)
+    if not np.all(np.abs(first_total) <= MAX_EXACT_YUAN):
+        raise OverflowError("a total to allocate is not a finite amount below 9e13 yuan")
     total_fen = np.round(round_half_up(first_total) * 100).astype(np.int64)
     denom = weight_sum[g]
     safe = valid & (denom != 0)

@@ -17,8 +17,10 @@ from engine.policy.spec import Policy
 from engine.policy.values import ValueProblem, normalize
 from engine.run.columns import EntityColumns, build_population
 from engine.run.population import Population
+from engine.settings import LIMITS
 
-MAX_ROWS = 2_000_000
+MAX_ROWS = LIMITS.rows
+MAX_AMOUNT = LIMITS.amount
 TOP_LEVEL = ("period", "parameters", "entities", "outputs")
 
 
@@ -89,9 +91,12 @@ class _Reader:
             entities = {}
         rows = self.rows(entities)
         outputs = self.outputs(data.get("outputs"))
-        if self.faults:
-            raise SituationError(self.faults)
-        pop = self.population(rows, period)
+        try:  # links to unknown ids are faults too: report them with the others
+            pop = self.population(rows, period)
+        except Exception:
+            if self.faults:
+                raise SituationError(self.faults) from None
+            raise
         if self.faults:
             raise SituationError(self.faults)
         return Situation(period, pop, overrides, outputs)
@@ -132,7 +137,7 @@ class _Reader:
                 continue
             total += len(rows)
             if total > MAX_ROWS:
-                self.fault(path, f"more than {MAX_ROWS} rows in one request; use batch settlement",
+                self.fault(path, f"more than {MAX_ROWS} rows in one request (MEDPAY_MAX_ROWS); use batch settlement",
                            f"单次请求超过 {MAX_ROWS} 行；请使用批量结算")
                 return out
             out[name] = [self.row(entity, row, f"{path}[{i}]") for i, row in enumerate(rows)]
@@ -183,6 +188,13 @@ class _Reader:
                 return None
             if not math.isfinite(value):
                 self.fault(path, "must be a finite number", "应为有限数字")
+                return None
+            if abs(value) > MAX_AMOUNT:
+                self.fault(path, f"{value:g} is beyond the largest amount accepted ({MAX_AMOUNT:g})",
+                           f"{value:g} 超出可接受的最大数值（{MAX_AMOUNT:g}）")
+                return None
+            if var.minimum is not None and value < var.minimum:
+                self.fault(path, f"must be at least {var.minimum:g}, not {value:g}", f"不能小于 {var.minimum:g}")
                 return None
             return float(value)
         if var.type == "bool":
