@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
 from engine.api import describe
@@ -27,6 +28,11 @@ from engine.run.evaluate import evaluate
 from engine.run.situation import parse_period
 
 log = logging.getLogger("medpay.api")
+COMMON_ERRORS = {
+    422: {"model": ErrorBody, "description": "the request has faults; each names its JSON path"},
+    413: {"model": ErrorBody, "description": "the request is larger than a limit (MEDPAY_MAX_BODY_BYTES, MEDPAY_MAX_ROWS)"},
+    503: {"model": ErrorBody, "description": "the evaluation took longer than MEDPAY_MAX_EVAL_SECONDS"},
+}
 ERRORS = {404: {"model": ErrorBody, "description": "unknown city"},
           422: {"model": ErrorBody, "description": "the situation has faults; each names its JSON path"}}
 
@@ -39,8 +45,8 @@ def _path(loc: tuple) -> str:
     return out
 
 
-def _error(status: int, kind: str, faults: list[dict]) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": kind, "detail": faults})
+def _error(status: int, kind: str, faults: list[dict], headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": kind, "detail": faults}, headers=headers)
 
 
 def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) -> FastAPI:
@@ -48,7 +54,7 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     store = PolicyStore(Path(policy_dir or POLICY_DIR))
     if watch if watch is not None else os.environ.get("MEDPAY_WATCH", "1") == "1":
         store.watch(float(os.environ.get("MEDPAY_WATCH_INTERVAL", "1.0")))
-    app = FastAPI(title="medpay", version=__version__,
+    app = FastAPI(title="medpay", version=__version__, responses=COMMON_ERRORS,
                   description="Medical-insurance payment rules engine — 医保支付规则引擎. "
                               "Policies are data; every value can be explained with its clause.")
     app.state.store = store
@@ -69,6 +75,14 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         faults = [{"path": _path(tuple(e.get("loc", ()))) or "body", "message": e.get("msg", "invalid"),
                    "message_zh": "请求格式不正确"} for e in exc.errors()]
         return _error(422, "invalid_request", faults)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # a body that is not even text: same answer as any unreadable body
+            return _error(422, "invalid_request", [{"path": "body", "message": "the body is not valid UTF-8 JSON",
+                                                    "message_zh": "请求体不是有效的 UTF-8 JSON"}])
+        return _error(exc.status_code, "http_error", [{"path": request.url.path, "message": str(exc.detail),
+                                                       "message_zh": "请求无法处理"}], headers=exc.headers)
 
     @app.exception_handler(SituationError)
     async def bad_situation(request: Request, exc: SituationError):
@@ -169,5 +183,9 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     def audit_log(authorization: Annotated[str | None, Header()] = None, last: int = 100) -> Any:
         return forbidden(authorization) or {"entries": audit_entries(store.folder, max(1, min(last, 10_000))),
                                             "events": store.events[-100:]}
+
+    # the web page for policy staff at /, with its demo endpoints (engine/api/web.py)
+    from engine.api import web
+    app.include_router(web.router)
 
     return app

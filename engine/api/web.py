@@ -65,7 +65,8 @@ def demo_list(folder: Path = DEMO_DIR, cities: list[str] | None = None) -> list[
         row = described.get(file.stem, {})
         city = row.get("city") or next((c for c in known if file.stem.startswith(c + "-")), file.stem.split("-")[0])
         period = data.get("period") if isinstance(data, dict) else None
-        out.append({"name": file.stem, "city": city, "title": row.get("title") or file.stem,
+        title = re.sub(rf"\s*\({re.escape(file.stem)}\)$", "", row.get("title") or "") or file.stem
+        out.append({"name": file.stem, "city": city, "title": title,
                     "clauses": row.get("clauses", []), "period": period if isinstance(period, str) else None,
                     "entities": sorted((data.get("entities") or {}) if isinstance(data, dict) else {})})
     return out

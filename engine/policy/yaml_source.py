@@ -189,6 +189,14 @@ def load_yaml(text: str, file: str) -> SourceText:
     source = SourceText(file, text, None)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as err:
+        before = text[:err.position]
+        line, col = before.count("\n"), err.position - (before.rfind("\n") + 1)
+        raise PolicyError([Diagnostic(
+            "bad_character", f"the file contains a control character (code {err.character:#x}) that YAML does not allow; "
+            "delete it (it often comes from copying out of another program)",
+            f"文件中含有 YAML 不允许的控制字符（编码 {err.character:#x}）；请删除（常见于从其他程序复制的文字）",
+            Location(file, line + 1, col + 1, "", text.splitlines()[line] if text.splitlines() else ""))]) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         lines = text.splitlines()
@@ -214,6 +222,9 @@ def load_yaml(text: str, file: str) -> SourceText:
             "yaml_syntax", en, zh,
             Location(file, line + 1, (mark.column + 1) if mark else 1, "",
                      lines[line] if line < len(lines) else None))]) from None
+    except yaml.YAMLError as err:  # any other reader or scanner complaint
+        raise PolicyError([Diagnostic("yaml_syntax", f"the file is not valid YAML: {err}",
+                                      "文件不是有效的 YAML", Location(file, 1, 1))]) from None
     if root is None:
         raise PolicyError([Diagnostic("empty_file", "the policy file is empty", "政策文件为空",
                                       Location(file, 1, 1))])
