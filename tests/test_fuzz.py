@@ -53,8 +53,8 @@ def test_random_token_soup_gives_only_formula_errors(tokens):
 def test_random_text_gives_only_formula_errors(text):
     try:
         parse_formula(text)
-    except FormulaError:
-        pass
+    except FormulaError as err:
+        assert err.code and err.en and err.zh
 
 
 NUMBERS = ["total_cost", "self_pay_items", "points", "group_weight", "deductible_due", "coinsurance",
