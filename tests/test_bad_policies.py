@@ -1,0 +1,60 @@
+"""Policies with one mistake each, and the exact diagnostics they must give (错误政策用例).
+
+tests/bad_policies/NAME.yaml is loaded as "tests/bad_policies/NAME.yaml" (tables beside it),
+and its diagnostics, each rendered by Diagnostic.render() and joined by newlines, must equal
+tests/bad_policies/NAME.expected. After a deliberate change of wording, regenerate with
+MEDPAY_UPDATE_EXPECTED=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.errors import PolicyError
+from engine.policy.loader import load_policy_text
+
+FOLDER = Path(__file__).parent / "bad_policies"
+FIXTURES = sorted(FOLDER.glob("*.yaml"))
+UPDATE = os.environ.get("MEDPAY_UPDATE_EXPECTED") == "1"
+
+
+def rendered(fixture: Path) -> str:
+    text = fixture.read_text(encoding="utf-8")
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, f"tests/bad_policies/{fixture.name}", FOLDER)
+    return "\n".join(d.render() for d in caught.value.diagnostics) + "\n"
+
+
+def test_enough_fixtures():
+    assert len(FIXTURES) >= 20
+    assert {f.stem for f in FIXTURES} == {f.stem for f in FOLDER.glob("*.expected")}
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.stem)
+def test_bad_policy(fixture):
+    got = rendered(fixture)
+    expected = fixture.with_suffix(".expected")
+    if UPDATE:
+        expected.write_text(got, encoding="utf-8")
+    assert got == expected.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f.stem)
+def test_excerpt_and_caret_point_into_the_file(fixture):
+    """Every located diagnostic quotes the very line it names, and the caret is inside it."""
+    lines = fixture.read_text(encoding="utf-8").splitlines()
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(fixture.read_text(encoding="utf-8"), str(fixture), FOLDER)
+    for d in caught.value.diagnostics:
+        loc = d.location
+        assert loc.line is not None and loc.column is not None, d.render()
+        assert loc.excerpt == lines[loc.line - 1]
+        assert 1 <= loc.column <= len(loc.excerpt) + 1
+
+
+def test_one_mistake_one_diagnostic():
+    several = [f.stem for f in FIXTURES if rendered(f).count(": error[") != 1]
+    assert several == ["several_mistakes"]
