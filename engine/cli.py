@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except (_BadJson, FileNotFoundError) as err:
         print(str(err), file=sys.stderr)
         return EXIT_INPUT
+    except BrokenPipeError:  # the reader (e.g. `| head`) stopped reading: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -111,7 +111,8 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         reg = store.registry
         return {"status": "ok", "engine": __version__,
                 "policies": {c: [p.meta.version for p in v] for c, v in sorted(reg.cities.items())},
-                "refused_files": sorted(Path(f).name for f in reg.problems)}
+                "refused_files": sorted(Path(f).name for f in reg.problems),
+                "refused": {Path(f).name: [d.render() for d in diags[:5]] for f, diags in sorted(reg.problems.items())}}
 
     @app.get("/v1/cities", summary="policies loaded, with their versions")
     def cities() -> list[dict]:

@@ -59,12 +59,16 @@ def _numpy(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray
 
 def read_entity(path: Path, entity: Entity) -> EntityColumns:
     """Read one entity's file; unknown columns are faults naming the file and column."""
-    table = read_table(path)
+    return entity_columns(read_table(path), entity, path.name)
+
+
+def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumns:
+    """An Arrow table of one entity as typed engine columns (links stay in Arrow)."""
     if "id" not in table.column_names:
-        raise SituationError([InputFault(f"{path.name}", "the file needs an 'id' column", "文件缺少 id 列")])
+        raise SituationError([InputFault(source, "the file needs an 'id' column", "文件缺少 id 列")])
     unknown = [c for c in table.column_names if c != "id" and c not in entity.variables]
     if unknown:
-        raise SituationError([InputFault(f"{path.name}:{c}", f"{entity.name} has no field '{c}'",
+        raise SituationError([InputFault(f"{source}:{c}", f"{entity.name} has no field '{c}'",
                                          f"{entity.name} 没有字段“{c}”") for c in unknown])
     cols = EntityColumns(pc.cast(table["id"], pa.string()))
     for name in table.column_names:
@@ -74,7 +78,7 @@ def read_entity(path: Path, entity: Entity) -> EntityColumns:
         if name in entity.links:
             cols.links[name] = table[name]  # kept in Arrow; resolved through dictionary codes
             continue
-        cols.values[name], cols.given[name] = _numpy(table[name], var, f"{path.name}:{name}")
+        cols.values[name], cols.given[name] = _numpy(table[name], var, f"{source}:{name}")
     return cols
 
 

@@ -253,6 +253,10 @@ class Checker:
         if not path:
             options |= set(self.parameters) | set(self.tables) | set(self.model.entities)
         hint = _suggest(head, options)
+        if not hint and not path:
+            parent = next((link for link, target in entity.links.items()
+                           if head in self.model.entities[target].variables), None)
+            hint = f"{parent}.{head}" if parent else ""
         where = f"on {scope}" if not path else f"on {scope} (reached through {'.'.join(path)})"
         offset = node.pos + sum(len(p) + 1 for p in node.parts[:index])
         return FormulaError("unknown_name",

@@ -25,8 +25,10 @@ class Compiler:
     def __init__(self, policy):
         self.policy = policy
 
-    def compile(self, checked: Checked) -> Fn:
-        self.notes = checked.notes
+    def compile(self, checked: Checked, key: tuple | None = None) -> Fn:
+        """Closures for a checked formula; `key` (entity, variable) names its aggregations so that a
+        distributed run can hand in their values computed elsewhere."""
+        self.notes, self.key = checked.notes, key
         return self.node(checked.node)
 
     def node(self, node: ast.Node) -> Fn:
@@ -140,8 +142,11 @@ class Compiler:
         arg = self.node(node.args[0])
         where = self.node(node.where) if node.where is not None else None
         child, path, how = info.child, info.path, node.function
+        handed_in = (*self.key, node.pos) if getattr(self, "key", None) else None
 
         def aggregate(frame: Frame):
+            if handed_in in frame.ctx.precomputed:
+                return frame.take(frame.ctx.precomputed[handed_in])
             child_frame = Frame(frame.pop, child, frame.ctx)
             values = child_frame.full(arg(child_frame))
             mask = child_frame.full(where(child_frame)).astype(bool) if where else None

@@ -165,7 +165,7 @@ class _Builder:
             except FormulaError as err:
                 self.formula_problem(var, err)
                 continue
-            steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked))
+            steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked, (var.entity, var.name)))
         self.fail_if_problems()
         try:
             return planning.build(steps)

@@ -8,6 +8,7 @@ either the old set or the new one, never a mix; a broken file never replaces a g
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from engine.policy.loader import load_policy_file, load_policy_text
 from engine.policy.publish import last_good
 from engine.policy.registry import Registry, policy_files
 from engine.policy.spec import Policy
+
+log = logging.getLogger("medpay.policies")
 
 
 @dataclass
@@ -58,6 +61,8 @@ class PolicyStore:
                 except PolicyError as err:
                     self.files[file] = FileState(stamp, None, err.diagnostics)
                     refused.append({"file": file.name, "diagnostics": [d.to_dict() for d in err.diagnostics]})
+                    log.warning("policy file %s refused: %s", file.name, ", ".join(
+                        f"{d.code} at {d.location.line}:{d.location.column}" for d in err.diagnostics[:5]))
                     if file not in self.good:
                         self._fall_back(file)
             for gone in set(self.files) - present:

@@ -188,6 +188,11 @@ def read_table(name: str, spec: dict, base_dir: Path, source: SourceText,
         index[key] = i
         for col in columns:
             columns[col].append(_cell(row[col]))
+    if not (spec.get("source") or spec.get("assumed")):
+        problems.append(Diagnostic("missing_provenance",
+                                   f"table '{name}' must cite its clause (source: …) or say why it is assumed (assumed: …)",
+                                   f"表“{name}”必须注明条款出处（source）或说明假设理由（assumed）",
+                                   source.key_location(path)))
     return Table(name=name, label=label_of(spec.get("label")), key=list(spec["key"]), columns=columns,
                  file=spec["file"], source=spec.get("source"), assumed=spec.get("assumed"),
                  note=spec.get("note"), index=index)

@@ -42,6 +42,11 @@ def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
 def run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
     """Compute one variable over all rows of its entity; a value supplied on a row wins there,
     and the formula runs only on the other rows. Returns whether the formula ran at all."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow and 0/0 are caught by `finite`
+        return _run_step(step, pop, ctx)
+
+
+def _run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
     var = step.variable
     entity, n = var.entity, pop.sizes[var.entity]
     ctx.variable = f"{entity}.{var.name}"

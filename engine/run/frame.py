@@ -20,6 +20,7 @@ class RunContext:
     warnings: dict[tuple[str, str], dict] = field(default_factory=dict)
     variable: str = ""  # entity.variable being evaluated, for warning paths
     computed: set = field(default_factory=set)  # steps whose formula ran on some row
+    precomputed: dict = field(default_factory=dict)  # aggregation key → values computed elsewhere
 
     def parameter(self, name: str) -> Parameter:
         return self.policy.parameters[name]

@@ -1,0 +1,169 @@
+"""What runs inside one partition of claims: the local engine on a slice (分区内计算).
+
+No Spark here: a partition is an Arrow table of claims plus the small entities' columns
+(broadcast). The same population builder and `run_step` as a local run are used, so no
+rule has a second implementation. Pure functions of their inputs, testable without Spark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from engine.batch.io import entity_columns
+from engine.dsl import ast
+from engine.dsl.compiler import Compiler
+from engine.plan.rounds import Aggregation
+from engine.policy.spec import Policy
+from engine.run.builtins import gather
+from engine.run.columns import EntityColumns, build_population
+from engine.run.evaluate import run_step
+from engine.run.frame import Frame, RunContext
+from engine.run.population import Population
+
+PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("total", pa.float64()),
+                            ("rows", pa.int64()), ("low", pa.float64()), ("high", pa.float64())])
+ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "date": pa.date32()}
+
+
+@dataclass
+class SmallState:
+    """The small entities as the driver has them: ids, parent links, and every column so far."""
+
+    ids: dict[str, list[str]]
+    links: dict[str, dict[str, list[str]]]
+    columns: dict[str, dict[str, np.ndarray]]
+
+
+def state_of(pop: Population, big: str) -> SmallState:
+    """Snapshot the driver's small entities for broadcasting."""
+    model = pop.model
+    ids, links, columns = {}, {}, {}
+    for name, entity in model.entities.items():
+        if name == big or (entity.derived and entity.derived.source == big and name not in pop.columns):
+            continue
+        ids[name] = [str(i) for i in list(pop.ids[name])]
+        links[name] = {link: [ids_of(pop, target, pop.links[(name, link)])]
+                       for link, target in entity.links.items() if (name, link) in pop.links}
+        links[name] = {k: v[0] for k, v in links[name].items()}
+        columns[name] = dict(pop.columns[name])
+    return SmallState(ids, links, columns)
+
+
+def ids_of(pop: Population, entity: str, index: np.ndarray) -> list[str]:
+    names = [str(i) for i in list(pop.ids[entity])]
+    return ["" if i < 0 else names[i] for i in index.tolist()]
+
+
+def population(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str,
+               done: list[str]) -> Population:
+    """The partition's population: its claims, the broadcast small entities, earlier claim results."""
+    model = policy.model
+    data = {}
+    for name, ids in state.ids.items():
+        if model.entities[name].derived:
+            continue
+        cols = EntityColumns(np.array(ids, dtype=object))
+        cols.links = {k: np.array(v, dtype=str) for k, v in state.links.get(name, {}).items()}
+        data[name] = cols
+    data[big] = entity_columns(table, model.entities[big], "claims")
+    pop, _ = build_population(model, data, np.datetime64(period_end, "D"))
+    for name, columns in state.columns.items():
+        if model.entities[name].derived:
+            where = {rid: i for i, rid in enumerate(state.ids[name])}
+            pick = np.array([where.get(str(r), -1) for r in list(pop.ids[name])], dtype=np.int64)
+            for var, col in columns.items():
+                pop.columns[name][var] = gather(col, pick, model.entities[name].variables[var].default_value())
+        else:
+            pop.columns[name].update(columns)
+    for var in done:  # results of earlier passes arrive as columns of the claim table
+        values, _ = pop.supplied[big].pop(var)
+        pop.columns[big][var] = values
+    return pop
+
+
+def evaluate_round(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str,
+                   done: list[str], step_names: list[str]) -> pa.Table:
+    """Evaluate one round's claim steps over a partition; returns the table with their columns."""
+    pop = population(policy, table, state, period_end, big, done)
+    ctx = RunContext(policy)
+    for name in step_names:
+        run_step(policy.plan.by_key[(big, name)], pop, ctx)
+    for name in step_names:
+        var = policy.model.entities[big].variables[name]
+        array = pa.array(pop.columns[big][name], ARROW_TYPES[var.type]) if var.type != "date" else \
+            pa.array(pop.columns[big][name].astype("datetime64[D]"), pa.date32())
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, array)
+        else:
+            table = table.append_column(name, array)
+    return table
+
+
+def find_aggregation(policy: Policy, key: tuple) -> Aggregation:
+    entity, name, pos = key
+    step = policy.plan.by_key[(entity, name)]
+    for node in ast.walk(step.checked.node):
+        if isinstance(node, ast.Call) and node.pos == pos:
+            return Aggregation(key, step, node, step.checked.notes[id(node)].path)
+    raise KeyError(key)
+
+
+def partial_aggregates(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str,
+                       done: list[str], keys: list[tuple]) -> pa.Table:
+    """Per parent row of this partition: sum, count, min and max of each aggregation's values."""
+    pop = population(policy, table, state, period_end, big, done)
+    ctx, compiler = RunContext(policy), Compiler(policy)
+    frame = Frame(pop, big, ctx)
+    parts = []
+    for key in keys:
+        agg = find_aggregation(policy, key)
+        compiler.notes, compiler.key = agg.owner.checked.notes, None
+        values = frame.full(compiler.node(agg.node.args[0])(frame)).astype(float)
+        keep = pop.parent_index(big, agg.path) >= 0
+        if agg.node.where is not None:
+            keep &= frame.full(compiler.node(agg.node.where)(frame)).astype(bool)
+        groups = pop.parent_index(big, agg.path)[keep]
+        size = pop.sizes[agg.parent]
+        rows = np.bincount(groups, minlength=size)
+        total = np.bincount(groups, weights=values[keep], minlength=size)
+        low, high = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(low, groups, values[keep])
+        np.maximum.at(high, groups, values[keep])
+        present = np.flatnonzero(rows > 0)
+        parent_ids = [str(i) for i in list(pop.ids[agg.parent])]
+        parts.append(pa.table({"key": pa.array([encode_key(key)] * len(present), pa.string()),
+                               "parent": pa.array([parent_ids[i] for i in present], pa.string()),
+                               "total": total[present], "rows": rows[present].astype(np.int64),
+                               "low": low[present], "high": high[present]}, schema=PARTIAL_SCHEMA))
+    return pa.concat_tables(parts) if parts else PARTIAL_SCHEMA.empty_table()
+
+
+def encode_key(key: tuple) -> str:
+    return f"{key[0]}.{key[1]}@{key[2]}"
+
+
+def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:
+    """The aggregation over the driver's parent rows from (parent, total, rows, low, high) sums."""
+    where = {pid: i for i, pid in enumerate(parent_ids)}
+    size = len(parent_ids)
+    total, rows, low, high = np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size)
+    for parent, t, n, lo, hi in partials:
+        i = where.get(parent)
+        if i is not None:
+            total[i], rows[i], low[i], high[i] = t, n, lo, hi
+    if how == "sum":
+        return total
+    if how == "count":
+        return rows
+    if how == "mean":
+        return np.divide(total, rows, out=np.zeros(size), where=rows > 0)
+    if how == "min":
+        return low
+    if how == "max":
+        return high
+    if how == "any":
+        return total > 0
+    return total == rows  # all: every row true (an empty group is true, as locally)
