@@ -124,7 +124,10 @@ def cmd_settle(args) -> int:
     data = Path(args.data)
     period = folder_period(data, args.period)
     policy = resolve_policy(args.city, {"period": period.text})
-    if sys.stderr.isatty():
+    if args.engine == "spark":
+        from engine.spark.runner import settle_spark
+        summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
+    elif sys.stderr.isatty():
         from rich.progress import Progress
         with Progress(transient=True) as progress:
             task = progress.add_task("settling", total=len(policy.plan.steps))
@@ -196,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the results (Parquet per entity)")
     p.add_argument("--period", help="e.g. 2024 (default: meta.json in the data folder)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--engine", choices=["local", "spark"], default="local",
+                   help="local (default) or spark: claim stages on Apache Spark (pip install '.[spark]')")
+    p.add_argument("--master", default="local[2]", help="Spark master URL (with --engine spark)")
     p.set_defaults(fn=cmd_settle)
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")

@@ -75,12 +75,11 @@ def load(policy: Policy, folder: Path, period: Period) -> Population:
 
 def evaluate_all(policy: Policy, pop: Population, ctx: RunContext,
                  on_step: Callable[[str], None] | None = None) -> list:
-    steps = [s for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0]
-    for step in steps:
+    for step in policy.plan.steps:  # an entity without rows still gets its (empty) columns
         run_step(step, pop, ctx)
         if on_step:
             on_step(f"{step.variable.entity}.{step.variable.name}")
-    return steps
+    return [s for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0]
 
 
 def write(policy: Policy, pop: Population, steps: list, out: Path) -> None:

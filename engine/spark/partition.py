@@ -21,6 +21,7 @@ from engine.run.builtins import gather
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
+from engine.run.money import round_half_up
 from engine.run.population import Population
 
 PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("total", pa.float64()),
@@ -38,16 +39,14 @@ class SmallState:
 
 
 def state_of(pop: Population, big: str) -> SmallState:
-    """Snapshot the driver's small entities for broadcasting."""
-    model = pop.model
+    """Snapshot the driver's small entities (all but `big`) for broadcasting."""
     ids, links, columns = {}, {}, {}
-    for name, entity in model.entities.items():
-        if name == big or (entity.derived and entity.derived.source == big and name not in pop.columns):
+    for name, entity in pop.model.entities.items():
+        if name == big:
             continue
         ids[name] = [str(i) for i in list(pop.ids[name])]
-        links[name] = {link: [ids_of(pop, target, pop.links[(name, link)])]
+        links[name] = {link: ids_of(pop, target, pop.links[(name, link)])
                        for link, target in entity.links.items() if (name, link) in pop.links}
-        links[name] = {k: v[0] for k, v in links[name].items()}
         columns[name] = dict(pop.columns[name])
     return SmallState(ids, links, columns)
 
@@ -167,3 +166,10 @@ def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarra
     if how == "any":
         return total > 0
     return total == rows  # all: every row true (an empty group is true, as locally)
+
+
+def round_money(batch: pa.RecordBatch, money: list[str]) -> pa.RecordBatch:
+    """Money columns rounded half-up to the fen with the engine's own rounding, as `settle` writes."""
+    arrays = [pa.array(round_half_up(batch.column(i).to_numpy(zero_copy_only=False)))
+              if name in money else batch.column(i) for i, name in enumerate(batch.schema.names)]
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)

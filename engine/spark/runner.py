@@ -1,0 +1,197 @@
+"""Settle a city-year on Apache Spark with the same plan and the same engine (Spark 分布式结算).
+
+- Claims are read by Spark from Parquet and kept together by referral chain (repartition by
+  `coalesce(episode, id)`), so chain rules stay inside one partition.
+- Each pass runs the local engine inside every partition (`mapInArrow`) for that round's claim
+  steps, with the small entities' columns broadcast.
+- Aggregations of claims become partial sums per partition, added up with a Spark group-by.
+- The small stages (institutions, accounts, funds, communities) run on the driver with the
+  local engine; their results go back to the executors as broadcast columns.
+No rule has a second implementation: Spark moves data, the engine computes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.batch.io import entity_file, read_entity
+from engine.batch.settle import Summary, peak_rss_mb, write
+from engine.errors import InputFault, SituationError
+from engine.plan.rounds import split
+from engine.policy.loader import load_policy_file
+from engine.policy.spec import Policy
+from engine.run.columns import EntityColumns, build_population
+from engine.run.evaluate import run_step
+from engine.run.frame import RunContext
+from engine.run.situation import Period
+from engine.spark import partition as part
+
+BIG = "claim"
+SPARK_TYPES = {"number": "double", "bool": "boolean", "string": "string", "date": "date"}
+_POLICIES: dict[str, Policy] = {}
+
+
+def _policy(path: str, digest: str) -> Policy:
+    """The policy inside an executor, loaded once per process (from the shipped folder on a cluster)."""
+    if digest not in _POLICIES:
+        file = Path(path)
+        if not file.is_file():
+            from pyspark import SparkFiles
+            file = Path(SparkFiles.get(file.parent.name)) / file.name
+        _POLICIES[digest] = load_policy_file(file)
+    return _POLICIES[digest]
+
+
+def session(master: str, app: str = "medpay"):
+    """A Spark session whose Python workers use this interpreter (numpy, pyarrow, the engine)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+    return (SparkSession.builder.master(master).appName(app)
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "8")
+            .config("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
+            .getOrCreate())
+
+
+def _driver_population(policy: Policy, folder: Path, claims, period: Period):
+    """The small entities from their files, and the entities derived from claims (accounts)
+    from the distinct keys Spark finds; claim links to unknown ids are faults."""
+    from pyspark.sql import functions as F
+    model = policy.model
+    data = {}
+    for name, entity in model.entities.items():
+        path = entity_file(folder, name)
+        if name == BIG or entity.derived or path is None:
+            continue
+        data[name] = read_entity(path, entity)
+    claim_entity = model.entities[BIG]
+    faults = []
+    for link, target in claim_entity.links.items():
+        if model.entities[target].derived or link not in claims.columns:
+            continue
+        known = set(str(i) for i in list(data[target].ids)) if target in data else set()
+        found = [r[0] for r in claims.select(link).where(F.col(link).isNotNull()).distinct().collect()]
+        faults += [InputFault(f"claim.{link}", f"no {target} with id '{v}'", f"没有 id 为“{v}”的 {target}")
+                   for v in sorted(set(found) - known)[:20]]
+    if faults:
+        raise SituationError(faults)
+    keys = sorted({k for e in model.entities.values() if e.derived and e.derived.source == BIG
+                   and any(s.variable.entity == e.name for s in policy.plan.steps) for k in e.derived.key})
+    keys = [k for k in keys if k in claims.columns]
+    rows = claims.select(*keys).distinct().orderBy(*keys).collect() if keys else []
+    fake = EntityColumns(np.array([f"k{i}" for i in range(len(rows))], dtype=object))
+    for j, key in enumerate(keys):
+        fake.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
+    data[BIG] = fake
+    pop, _ = build_population(model, data, np.datetime64(period.end, "D"))
+    return pop
+
+
+def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str = "local[2]",
+                 partitions: int | None = None) -> Summary:
+    """Settle on Spark; writes the same files as `settle` (claims as a Parquet folder)."""
+    from pyspark.sql import functions as F
+    started = time.perf_counter()
+    summary = Summary(policy.id, period.text)
+    spark = session(master)
+    sc = spark.sparkContext
+    sc.addFile(str(Path(policy.file).resolve().parent), recursive=True)
+    claim_file = entity_file(folder, BIG)
+    if claim_file is None or claim_file.suffix != ".parquet":
+        raise SituationError([InputFault(str(folder), "Spark settlement reads claim.parquet", "Spark 结算需要 claim.parquet")])
+    claims = spark.read.parquet(str(claim_file))
+    chain_key = F.coalesce(F.col("episode"), F.col("id")) if "episode" in claims.columns else F.col("id")
+    claims = claims.repartition(partitions or max(2, sc.defaultParallelism), chain_key)
+    pop = _driver_population(policy, folder, claims, period)
+    summary.seconds["read"] = time.perf_counter() - started
+    rounds = split(policy.plan)
+    ctx = RunContext(policy)
+    policy_path, digest, period_end = str(Path(policy.file).resolve()), policy.digest, str(period.end)
+    done: list[str] = []
+    for r in range(rounds.count):
+        names = [s.variable.name for s in rounds.claim_steps[r]]
+        if names:
+            state = sc.broadcast(part.state_of(pop, BIG))
+            schema = claims.schema
+            for name in names:
+                var = policy.model.entities[BIG].variables[name]
+                schema = _with_field(schema, name, SPARK_TYPES[var.type])
+            prior = list(done)
+
+            def evaluate(batches, names=names, prior=prior, state=state):
+                batches = list(batches)
+                table = pa.Table.from_batches(batches) if batches else None
+                if table is not None and table.num_rows:
+                    local = _policy(policy_path, digest)
+                    yield from part.evaluate_round(local, table, state.value, period_end, BIG, prior,
+                                                   names).to_batches()
+            claims = claims.mapInArrow(evaluate, schema).persist()
+            done += names
+        if rounds.aggregations[r]:
+            state = sc.broadcast(part.state_of(pop, BIG))
+            keys = [a.key for a in rounds.aggregations[r]]
+            prior = list(done)
+
+            def partials(batches, keys=keys, prior=prior, state=state):
+                batches = list(batches)
+                table = pa.Table.from_batches(batches) if batches else None
+                if table is not None and table.num_rows:
+                    local = _policy(policy_path, digest)
+                    yield from part.partial_aggregates(local, table, state.value, period_end, BIG, prior,
+                                                       keys).to_batches()
+            sums = (claims.mapInArrow(partials, "key string, parent string, total double, rows long, "
+                                                "low double, high double")
+                    .groupBy("key", "parent")
+                    .agg(F.sum("total").alias("total"), F.sum("rows").alias("rows"),
+                         F.min("low").alias("low"), F.max("high").alias("high")).collect())
+            by_key: dict[str, list] = {}
+            for row in sums:
+                by_key.setdefault(row["key"], []).append((row["parent"], row["total"], row["rows"],
+                                                          row["low"], row["high"]))
+            for agg in rounds.aggregations[r]:
+                ids = [str(i) for i in list(pop.ids[agg.parent])]
+                ctx.precomputed[agg.key] = part.combine(agg.node.function, ids, by_key.get(part.encode_key(agg.key), []))
+        for step in rounds.small_steps[r]:
+            run_step(step, pop, ctx)
+    summary.seconds["evaluate"] = time.perf_counter() - started - summary.seconds["read"]
+    t = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    small = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    write(policy, pop, small, out)
+    money = [n for n in done if policy.model.entities[BIG].variables[n].is_money]
+    result = claims.select("id", *done)
+
+    def finish(batches, money=money):
+        for batch in batches:
+            yield part.round_money(batch, money)
+    result.mapInArrow(finish, result.schema).write.mode("overwrite").parquet(str(out / f"{BIG}.parquet"))
+    summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
+    summary.rows[BIG] = claims.count()
+    summary.seconds["write"] = time.perf_counter() - t
+    summary.seconds["total"] = time.perf_counter() - started
+    summary.peak_rss_mb = peak_rss_mb()
+    summary.warnings = list(ctx.warnings.values())
+    claims.unpersist()
+    return summary
+
+
+def _with_field(schema, name: str, spark_type: str):
+    from pyspark.sql.types import BooleanType, DateType, DoubleType, StringType, StructField, StructType
+    kind = {"double": DoubleType(), "boolean": BooleanType(), "string": StringType(), "date": DateType()}[spark_type]
+    fields = [f for f in schema.fields if f.name != name]
+    return StructType([*fields, StructField(name, kind, True)]) if name not in schema.names else \
+        StructType([StructField(f.name, kind, True) if f.name == name else f for f in schema.fields])
+
+
+def read_claims(path: Path) -> pa.Table:
+    """A Spark output folder (or a local file) of claims as one table sorted by id."""
+    table = pq.read_table(path)
+    return table.sort_by("id")
