@@ -2,6 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install test lint run check-examples clean
 
@@ -11,12 +12,17 @@ PORT ?= 8000
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# the test extras add pyspark (Java 17 runs it) on top of what `make run` needs
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[test,spark]'
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
