@@ -35,8 +35,8 @@ def input_nodes(node: ast.Node, notes: dict) -> list[ast.Node]:
             return
         if isinstance(n, ast.Call) and isinstance(info, CallInfo) and info.kind in WHOLE_CALLS:
             out.append(n)
-            if info.kind in ("bands", "lookup"):
-                for arg in n.args[1:] if info.kind == "lookup" else n.args[:1]:
+            if info.kind in ("bands", "lookup", "allocate"):
+                for arg in {"lookup": n.args[1:], "bands": n.args[:1], "allocate": n.args}[info.kind]:
                     visit(arg)
             return
         for child in ast.children(n):
@@ -90,6 +90,10 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 continue
             columns[label(node)] = ("column", _money(policy, info),
                                                       frame.full(compiler.node(node)(frame)))
+        params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
+                  for p in sorted(step.checked.params)}
+        children = _children(policy, pop, step, var.entity)
+        parents = _parents(pop, step, var.entity)
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
         ids = pop.ids[var.entity]
         values = pop.columns[var.entity][var.name]
@@ -110,8 +114,44 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 "source": var.source, "assumed": var.assumed,
                 "note": "supplied in the situation (输入值覆盖公式)" if is_supplied else var.note,
                 "label": {"zh": var.label.zh, "en": var.label.en},
+                "parameters": {} if is_supplied else params,
+                "children": {} if is_supplied else {text: keys[i] for text, keys in children.items() if keys[i]},
+                "parents": {} if is_supplied else {text: keys[i] for text, keys in parents.items() if keys[i]},
             }
     return trace
+
+
+def _parents(pop: Population, step: Step, entity: str) -> dict[str, list]:
+    """For each parent value the formula reads (`fund.point_value`), its trace key, per row."""
+    out: dict[str, list] = {}
+    for node in input_nodes(step.checked.node, step.checked.notes):
+        ref = step.checked.notes.get(id(node))
+        if isinstance(node, ast.Name) and isinstance(ref, Ref) and ref.kind == "var" and ref.path:
+            idx = pop.parent_index(entity, ref.path)
+            parent_ids = pop.ids[ref.entity]
+            out[label(node)] = ["" if i < 0 else f"{ref.entity}.{parent_ids[i]}.{ref.name}" for i in idx.tolist()]
+    return out
+
+
+def _children(policy: Policy, pop: Population, step: Step, entity: str, most: int = 20) -> dict[str, list]:
+    """For each aggregation in the formula, the trace keys of the child values it adds up, per row."""
+    out: dict[str, list] = {}
+    for node in input_nodes(step.checked.node, step.checked.notes):
+        info = step.checked.notes.get(id(node))
+        if not (isinstance(info, CallInfo) and info.kind == "aggregate" and isinstance(node.args[0], ast.Name)):
+            continue
+        ref = step.checked.notes.get(id(node.args[0]))
+        if not (isinstance(ref, Ref) and ref.kind == "var" and not ref.path):
+            continue
+        groups = pop.parent_index(info.child, info.path)
+        child_ids = pop.ids[info.child]
+        rows: list[list[str]] = [[] for _ in range(pop.sizes[entity])]
+        for child_row in np.flatnonzero(groups >= 0)[: most * max(1, pop.sizes[entity])]:
+            bucket = rows[groups[child_row]]
+            if len(bucket) < most:
+                bucket.append(f"{info.child}.{child_ids[child_row]}.{ref.name}")
+        out[label(node)] = rows
+    return out
 
 
 def _money(policy: Policy, info) -> bool:

@@ -34,11 +34,23 @@ def render_tree(trace: dict, key: str, depth: int = 0, seen: set | None = None, 
         lines.append(f"{pad}    = {node['formula']}")
     elif node.get("note"):
         lines.append(f"{pad}    ({node['note']})")
+    params = node.get("parameters") or {}
     for name, value in (node.get("inputs") or {}).items():
         child = _child_key(trace, key, name)
         if child and child not in seen and depth < max_depth:
             seen.add(child)
             lines.append(render_tree(trace, child, depth + 1, seen, max_depth))
-        else:
-            lines.append(f"{pad}    · {name} = {_fmt(value)}")
+            continue
+        where = params.get(name, {})
+        clause = f"  [{where['source']}]" if where.get("source") else \
+            (f"  [assumed: {where['assumed']}]" if where.get("assumed") else "")
+        lines.append(f"{pad}    · {name} = {_fmt(value)}{clause}")
+        above = (node.get("parents") or {}).get(name)
+        if above in trace and above not in seen and trace[above].get("formula") and depth < max_depth:
+            seen.add(above)
+            lines.append(render_tree(trace, above, depth + 2, seen, max_depth))
+        for part in (node.get("children") or {}).get(name, []):
+            if part in trace and part not in seen and depth < max_depth:
+                seen.add(part)
+                lines.append(render_tree(trace, part, depth + 2, seen, max_depth))
     return "\n".join(lines)
