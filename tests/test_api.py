@@ -196,3 +196,20 @@ def test_real_server_over_http(folder):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_two_versions_of_a_city_the_period_picks(folder):
+    """A new notice replaces an old one from a date: both are served, the period chooses."""
+    text = (folder / "_template.yaml").read_text(encoding="utf-8")
+    newer = text.replace("effective: {from: 2024-01-01, to: 2025-12-31}", "effective: {from: 2026-01-01, to: null}", 1)
+    newer = newer.replace("    value: 5%                          # percent literal", "    value: 6%  #", 1)
+    (folder / "_template_2026.yaml").write_text(newer, encoding="utf-8")
+    client = TestClient(create_app(folder, watch=False))
+    assert client.get("/healthz").json()["policies"] == {"_template": ["2024-01-01", "2026-01-01"]}
+    body = {"entities": {"fund": [{"id": "F", "revenue": 1000}]}, "outputs": ["fund.points_budget"]}
+    old = client.post("/v1/cities/_template/evaluate", json={**body, "period": "2025"})
+    new = client.post("/v1/cities/_template/evaluate", json={**body, "period": "2026"})
+    assert old.headers["x-medpay-policy"] == "_template@2024-01-01"
+    assert new.headers["x-medpay-policy"] == "_template@2026-01-01"
+    assert old.json()["entities"]["fund"][0]["points_budget"] == 950.0
+    assert new.json()["entities"]["fund"][0]["points_budget"] == 940.0
