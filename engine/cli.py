@@ -169,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="evaluate one situation / 计算一个情形")
-    p.add_argument("city", help="policy id (hangzhou) or path to a policy file")
+    p.add_argument("city", help="policy id (a file name under policies/) or path to a policy file")
     p.add_argument("situation", help="situation JSON file, or - for standard input")
     p.add_argument("--trace", action="store_true", help="include how each value was computed")
     p.add_argument("-o", "--output", help="write the result to this file")
