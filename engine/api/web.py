@@ -1,7 +1,7 @@
 """The web page for policy staff, and the small endpoints it uses (网页与演示数据).
 
 `/` serves engine/api/static/index.html; `/static/…` its CSS and JavaScript (no build step, nothing
-fetched from elsewhere). `/v1/demo` lists the demo situations (the worked examples in demo/),
+fetched from elsewhere). `/v1/demo` lists the demo situations (the worked examples in docs/demo/),
 `/v1/demo/{name}` returns one, ready to post to /v1/cities/{city}/evaluate.
 `/v1/cities/{city}/versions/{version}/evaluate` evaluates with one named version of a policy, so that
 two versions can be compared on the same situation (the plain evaluate endpoint picks the version by
@@ -37,7 +37,7 @@ def _not_found(kind: str, path: str, en: str, zh: str) -> JSONResponse:
 
 
 def _readme_rows(folder: Path) -> dict[str, dict]:
-    """city, title and clauses of each demo, from the table in demo/README.md."""
+    """city, title and clauses of each demo, from the table in docs/demo/README.md."""
     readme = folder / "README.md"
     rows: dict[str, dict] = {}
     if not readme.is_file():

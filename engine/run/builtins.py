@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.run.frame import Frame
-from engine.run.money import allocate, round_half_up
+from engine.run.money import allocate, group_sum, round_half_up
 
 __all__ = ["allocate"]
 
@@ -118,10 +118,10 @@ def aggregate(how: str, values: np.ndarray, mask: np.ndarray | None, groups: np.
         return hits == np.bincount(g, minlength=size)
     vals = vals.astype(float)
     if how == "sum":
-        return np.bincount(g, weights=vals, minlength=size)
+        return group_sum(vals, g, size)
     counts = np.bincount(g, minlength=size)
     if how == "mean":
-        sums = np.bincount(g, weights=vals, minlength=size)
+        sums = group_sum(vals, g, size)
         return np.divide(sums, counts, out=np.zeros(size), where=counts > 0)
     out = np.full(size, np.inf if how == "min" else -np.inf)
     (np.minimum if how == "min" else np.maximum).at(out, g, vals)

@@ -21,11 +21,12 @@ from engine.run.builtins import gather
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
-from engine.run.money import round_half_up
+from engine.run.money import MICRO, micro_units, round_half_up
 from engine.run.population import Population
 
 PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("total", pa.float64()),
-                            ("rows", pa.int64()), ("low", pa.float64()), ("high", pa.float64())])
+                            ("micro", pa.int64()), ("exact", pa.bool_()), ("rows", pa.int64()),
+                            ("low", pa.float64()), ("high", pa.float64())])
 ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "date": pa.date32()}
 
 
@@ -128,6 +129,10 @@ def partial_aggregates(policy: Policy, table: pa.Table, state: SmallState, perio
         size = pop.sizes[agg.parent]
         rows = np.bincount(groups, minlength=size)
         total = np.bincount(groups, weights=values[keep], minlength=size)
+        q = micro_units(values[keep])
+        micro = np.zeros(size, dtype=np.int64)
+        if q is not None:
+            np.add.at(micro, groups, q)
         low, high = np.full(size, np.inf), np.full(size, -np.inf)
         np.minimum.at(low, groups, values[keep])
         np.maximum.at(high, groups, values[keep])
@@ -135,7 +140,9 @@ def partial_aggregates(policy: Policy, table: pa.Table, state: SmallState, perio
         parent_ids = [str(i) for i in list(pop.ids[agg.parent])]
         parts.append(pa.table({"key": pa.array([encode_key(key)] * len(present), pa.string()),
                                "parent": pa.array([parent_ids[i] for i in present], pa.string()),
-                               "total": total[present], "rows": rows[present].astype(np.int64),
+                               "total": total[present], "micro": micro[present],
+                               "exact": np.full(len(present), q is not None),
+                               "rows": rows[present].astype(np.int64),
                                "low": low[present], "high": high[present]}, schema=PARTIAL_SCHEMA))
     return pa.concat_tables(parts) if parts else PARTIAL_SCHEMA.empty_table()
 
@@ -145,14 +152,17 @@ def encode_key(key: tuple) -> str:
 
 
 def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:
-    """The aggregation over the driver's parent rows from (parent, total, rows, low, high) sums."""
+    """The aggregation over the driver's parent rows from (parent, total, micro, exact, rows, low,
+    high) sums; exact millionths when every partition had them, as a local run sums."""
     where = {pid: i for i, pid in enumerate(parent_ids)}
     size = len(parent_ids)
+    exact = all(p[3] for p in partials)
     total, rows, low, high = np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size)
-    for parent, t, n, lo, hi in partials:
+    for parent, t, micro, _, n, lo, hi in partials:
         i = where.get(parent)
         if i is not None:
-            total[i], rows[i], low[i], high[i] = t, n, lo, hi
+            total[i] = int(micro) / MICRO if exact else t
+            rows[i], low[i], high[i] = n, lo, hi
     if how == "sum":
         return total
     if how == "count":

@@ -147,15 +147,16 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
                     local = _policy(policy_path, digest)
                     yield from part.partial_aggregates(local, table, state.value, period_end, BIG, prior,
                                                        keys).to_batches()
-            sums = (claims.mapInArrow(partials, "key string, parent string, total double, rows long, "
-                                                "low double, high double")
+            sums = (claims.mapInArrow(partials, "key string, parent string, total double, micro long, "
+                                                "exact boolean, rows long, low double, high double")
                     .groupBy("key", "parent")
-                    .agg(F.sum("total").alias("total"), F.sum("rows").alias("rows"),
+                    .agg(F.sum("total").alias("total"), F.sum(F.col("micro").cast("decimal(38,0)")).alias("micro"),
+                         F.min(F.col("exact").cast("int")).alias("exact"), F.sum("rows").alias("rows"),
                          F.min("low").alias("low"), F.max("high").alias("high")).collect())
             by_key: dict[str, list] = {}
             for row in sums:
-                by_key.setdefault(row["key"], []).append((row["parent"], row["total"], row["rows"],
-                                                          row["low"], row["high"]))
+                by_key.setdefault(row["key"], []).append((row["parent"], row["total"], row["micro"], row["exact"] == 1,
+                                                          row["rows"], row["low"], row["high"]))
             for agg in rounds.aggregations[r]:
                 ids = [str(i) for i in list(pop.ids[agg.parent])]
                 ctx.precomputed[agg.key] = part.combine(agg.node.function, ids, by_key.get(part.encode_key(agg.key), []))

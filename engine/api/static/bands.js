@@ -41,7 +41,7 @@ export function bandUsage(name, variables) {
   return null;
 }
 
-const W = 520, H = 300, M = { l: 58, r: 18, t: 18, b: 52 };
+const W = 520, H = 310, M = { l: 52, r: 18, t: 34, b: 50 };
 
 function frame(xmax, ymax, xLabel, yLabel, fmtX, fmtY, xTicks, yTicks) {
   const iw = W - M.l - M.r, ih = H - M.t - M.b;
@@ -58,8 +58,7 @@ function frame(xmax, ymax, xLabel, yLabel, fmtX, fmtY, xTicks, yTicks) {
   g.append(svg("line", { x1: M.l, x2: M.l + iw, y1: M.t + ih, y2: M.t + ih, class: "axis" }));
   g.append(svg("line", { x1: M.l, x2: M.l, y1: M.t, y2: M.t + ih, class: "axis" }));
   g.append(svg("text", { x: M.l + iw / 2, y: H - 8, "text-anchor": "middle", class: "axis-label" }, xLabel));
-  g.append(svg("text", { x: 14, y: M.t + ih / 2, "text-anchor": "middle", class: "axis-label",
-    transform: `rotate(-90 14 ${M.t + ih / 2})` }, yLabel));
+  g.append(svg("text", { x: 8, y: 16, "text-anchor": "start", class: "axis-label" }, `↑ ${yLabel}`));
   return { g, X, Y, iw, ih };
 }
 
@@ -81,6 +80,8 @@ export function bandFigure(param, value, usage, ratio) {
   const amount = usage ? pick(usage.amount.label) || usage.amount.name : t("amount_plain");
   const base = usage && usage.base ? pick(usage.base.label) || usage.base.name : null;
   const xLabel = ratio && base ? t("amount_ratio", { a: amount, b: base }) : amount;
+  const share = usage ? pick(usage.variable.label) || usage.variable.name : null;
+  const yLabel = ratio && base && share ? t("chart_cum_of", { a: share, b: base }) : t("chart_cum");
   const label = pick(param.label);
   const segs = segments(edges, rates);
   const desc = segs.map((s) => `${s.hi === null ? t("above", { a: fmtX(s.lo) }) : `${fmtX(s.lo)}–${fmtX(s.hi)}`}: ${fmtPct(s.rate)}`).join("; ");
@@ -88,7 +89,7 @@ export function bandFigure(param, value, usage, ratio) {
   // 1. cumulative share S(x), with the whole amount (y = x) for reference.
   const ymax = xmax;
   const c1 = chartSvg(`${label} — ${t("chart_cum")}`, desc);
-  const f1 = frame(xmax, ymax, xLabel, t("chart_cum"), fmtX, fmtX, xt, ticks(ymax, 5));
+  const f1 = frame(xmax, ymax, xLabel, yLabel, fmtX, fmtX, xt, ticks(ymax, 5));
   c1.append(f1.g);
   c1.append(svg("line", { x1: f1.X(0), y1: f1.Y(0), x2: f1.X(xmax), y2: f1.Y(xmax), class: "ref" }));
   const pts = [0, ...edges.filter((e) => e < xmax), xmax];
@@ -111,7 +112,8 @@ export function bandFigure(param, value, usage, ratio) {
     c2.append(svg("rect", { x: f2.X(s.lo) + 1, y: f2.Y(s.rate), width: Math.max(0, f2.X(hi) - f2.X(s.lo) - 2),
       height: f2.Y(0) - f2.Y(s.rate), class: `bar bar-${i % 4}` },
     svg("title", {}, `${s.hi === null ? t("above", { a: fmtX(s.lo) }) : `${fmtX(s.lo)}–${fmtX(s.hi)}`}: ${fmtPct(s.rate)}`)));
-    c2.append(svg("text", { x: (f2.X(s.lo) + f2.X(hi)) / 2, y: Math.min(f2.Y(s.rate) - 6, f2.Y(0) - 6),
+    const inside = f2.Y(0) - f2.Y(s.rate) > 26;
+    c2.append(svg("text", { x: (f2.X(s.lo) + f2.X(hi)) / 2, y: inside ? f2.Y(s.rate) + 18 : f2.Y(s.rate) - 6,
       "text-anchor": "middle", class: "bar-label" }, fmtPct(s.rate)));
   });
   const n = 120, avg = [];

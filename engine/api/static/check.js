@@ -68,7 +68,7 @@ function renderCheck() {
   }
   const list = el("ol", { class: "diagnostics" });
   data.diagnostics.forEach((d, i) => {
-    list.append(el("li", { class: `diag sev-${d.severity}`, id: `diag-${i}` },
+    list.append(el("li", { class: `diag diag-${d.severity}`, id: `diag-${i}` },
       el("div", { class: "diag-head" },
         el("span", { class: `sev sev-${d.severity}`, text: d.severity }),
         el("code", { class: "code-name", text: d.code }),

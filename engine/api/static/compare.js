@@ -1,5 +1,6 @@
 // Compare (比较): two cities or two versions side by side — parameters that differ, rules whose formula
 // differs, and the effect on the same situation (evaluated with each side's policy version).
+import { effectiveText } from "./policy.js";
 import { fillCitySelect, fillDemoSelect, warningsBox } from "./try.js";
 import {
   api, bandsText, bi, cities, cityDetail, clear, demos, el, entityLabel, errorList, fmtValue, pick, t,
@@ -13,7 +14,7 @@ function fillVersions(citySelect, versionSelect, list, chosen) {
   clear(versionSelect);
   if (!c) return;
   for (const v of [...c.versions].reverse()) {
-    versionSelect.append(el("option", { value: v.version, text: `${v.version} (${v.effective.from} – ${v.effective.to || t("open_ended")})` }));
+    versionSelect.append(el("option", { value: v.version, text: `${v.version}（${effectiveText(v.effective)}）` }));
   }
   if (chosen && c.versions.some((v) => v.version === chosen)) versionSelect.value = chosen;
 }
@@ -25,6 +26,9 @@ function paramText(p) {
   return p.values.map((v) => `${p.values.length > 1 ? `${t("from_date", { d: v.from })}: ` : ""}${p.kind === "bands" ? bandsText(v.value, p.unit) : fmtValue(v.value, p.unit, p.kind)}`).join("\n");
 }
 
+// Dates of a parameter's values, the policy's own start left out: that one differs between any two versions.
+const laterDates = (p, detail) => p.values.map((v, i) => (i === 0 && v.from === detail.policy.effective.from ? "start" : v.from));
+
 export function paramDiff(a, b) {
   const names = [...new Set([...Object.keys(a.parameters), ...Object.keys(b.parameters)])].sort();
   return names.map((name) => {
@@ -33,7 +37,7 @@ export function paramDiff(a, b) {
     if (!pa) status = "only_b";
     else if (!pb) status = "only_a";
     else if (!sameJSON(pa.values.map((v) => v.value), pb.values.map((v) => v.value))) status = "differs";
-    else if (!sameJSON(pa.values.map((v) => v.from), pb.values.map((v) => v.from))) status = "dates";
+    else if (!sameJSON(laterDates(pa, a), laterDates(pb, b))) status = "dates";
     return { name, a: pa, b: pb, status };
   });
 }
@@ -151,8 +155,10 @@ function renderCompare() {
     if ((r.data?.detail || []).some((f) => f.path === "period")) out.append(el("p", { class: "muted", text: t("period_hint") }));
   }
   if (failed.length) return;
-  out.append(warningsBox(ra.data), warningsBox(rb.data) || null,
-    effectTables(ra.data, rb.data, da, db, showSame));
+  const wa = warningsBox(ra.data, nameA), wb = warningsBox(rb.data, nameB);
+  const nw = ra.data.warnings.length + rb.data.warnings.length;
+  if (nw) out.append(el("details", { class: "warnings-fold" }, el("summary", { text: `${t("warnings")} · ${nw}` }), wa, wb));
+  out.append(effectTables(ra.data, rb.data, da, db, showSame));
 }
 
 export function redrawCompare() { renderCompare(); }
@@ -211,8 +217,16 @@ export async function refreshCompareLists(route) {
     const firstTime = !a.value;
     fillCitySelect(a, all, route && route.a);
     fillCitySelect(b, all, route && route.b);
-    if (firstTime && !(route && route.b) && all.length > 1) b.value = all[1].id;
-    fillVersions(a, $("cmp-a-version"), c.data, $("cmp-a-version").value);
+    let olderA = null;
+    if (firstTime && !(route && (route.a || route.b))) {
+      // a city with several versions: compare its two latest; otherwise the first two cities
+      const many = all.find((x) => x.versions.length > 1);
+      if (many) {
+        a.value = many.id; b.value = many.id;
+        olderA = many.versions[many.versions.length - 2].version;
+      } else if (all.length > 1) b.value = all[1].id;
+    }
+    fillVersions(a, $("cmp-a-version"), c.data, olderA || $("cmp-a-version").value);
     fillVersions(b, $("cmp-b-version"), c.data, $("cmp-b-version").value);
   }
   if (d.ok) fillDemoSelect($("cmp-demo"), d.data);

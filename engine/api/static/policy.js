@@ -5,7 +5,7 @@ import {
   fmtValue, pick, t, unitName,
 } from "./util.js";
 
-const effectiveText = (eff) => `${eff.from} – ${eff.to || t("open_ended")}`;
+export const effectiveText = (eff) => (eff.to ? t("eff_range", { from: eff.from, to: eff.to }) : t("eff_from", { from: eff.from }));
 
 export async function renderCityList(root) {
   clear(root).append(el("p", { class: "muted", text: t("loading") }));
@@ -17,14 +17,16 @@ export async function renderCityList(root) {
   for (const c of list) {
     const href = `#/policy/${encodeURIComponent(c.id)}`;
     ul.append(el("li", { class: "card" },
-      el("h2", {}, el("a", { href, class: "card-link", "data-city": c.id }, bi(c.name))),
+      el("h2", {}, el("a", { href, class: "card-link", "data-city": c.id }, bi(c.name)),
+        c.id.startsWith("_") ? el("span", { class: "tag", text: t("template") }) : null),
       el("dl", { class: "meta" },
         el("dt", { text: t("notice") }), el("dd", { lang: "zh-CN", text: c.notice }),
         el("dt", { text: t("issuer") }), el("dd", { lang: "zh-CN", text: c.issuer }),
+        el("dt", { text: t("effective") }), el("dd", { text: effectiveText(c.versions[c.versions.length - 1].effective) }),
         el("dt", { text: t("versions") }),
         el("dd", {}, el("ul", { class: "plain" }, ...c.versions.map((v) => el("li", {},
           el("a", { href: `${href}/${encodeURIComponent(v.version)}`, text: v.version }),
-          el("span", { class: "muted", text: ` · ${t("effective")} ${effectiveText(v.effective)}` })))))),
+          c.versions.length > 1 ? el("span", { class: "muted", text: ` · ${effectiveText(v.effective)}` }) : null))))),
     ));
   }
   root.append(ul);
@@ -56,8 +58,8 @@ function noteCell(item, showAssumed) {
     item.note ? el("p", { class: "note-text", text: item.note.trim() }) : null);
 }
 
-function table(caption, headers, rows) {
-  return el("div", { class: "table-wrap" }, el("table", { class: "policy-table" },
+function table(caption, headers, kind, rows) {
+  return el("div", { class: "table-wrap" }, el("table", { class: `policy-table ${kind}` },
     el("caption", { text: caption }),
     el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { scope: "col", text: h })))),
     el("tbody", {}, ...rows)));
@@ -75,7 +77,7 @@ function groupSection(key, heading, lead, items, detail, assumedGroup) {
   const tables = items.filter((i) => i.type === "table");
   const clauseCol = (i) => el("td", { class: "src" }, i.source ? el("span", { class: "clause", text: i.source }) : "—");
   if (params.length) {
-    section.append(table(t("parameters"), [t("name"), t("value"), t("clause"), t("note")], params.map((p) => {
+    section.append(table(t("parameters"), [t("name"), t("value"), t("clause"), t("note")], "params", params.map((p) => {
       const usage = p.kind === "bands" ? bandUsage(p.name, detail.variables) : null;
       const ratio = p.kind === "bands" ? isRatioBands(p, usage) : false;
       const unit = p.unit ? el("span", { class: "unit", text: unitName(p.unit) }) : null;
@@ -97,26 +99,28 @@ function groupSection(key, heading, lead, items, detail, assumedGroup) {
     }
   }
   if (rules.length) {
-    section.append(table(t("rules"), [t("name"), t("formula"), t("clause"), t("note")], rules.map((v) =>
+    section.append(table(t("rules"), [t("name"), t("formula"), t("clause"), t("note")], "rules", rules.map((v) =>
       el("tr", { class: v.assumed ? "is-assumed" : "", "data-name": `${v.entity}.${v.name}` },
         nameCell(v.label, v.name, el("span", { class: "entity" }, bi(entityLabel(v.entity)))),
         el("td", {}, el("code", { class: "formula", text: v.formula })),
         clauseCol(v), noteCell(v, assumedGroup)))));
   }
   if (inputs.length) {
-    section.append(table(t("inputs"), [t("name"), t("unit"), t("clause"), t("note")], inputs.map((v) =>
+    section.append(table(t("inputs"), [t("name"), t("unit"), t("clause"), t("note")], "inputs", inputs.map((v) =>
       el("tr", { class: v.assumed ? "is-assumed" : "", "data-name": `${v.entity}.${v.name}` },
         nameCell(v.label, v.name, el("span", { class: "entity" }, bi(entityLabel(v.entity)))),
-        el("td", { text: unitName(v.unit) || v.vtype }), clauseCol(v), noteCell(v, assumedGroup)))));
+        el("td", { text: unitName(v.unit) || typeName(v.vtype) }), clauseCol(v), noteCell(v, assumedGroup)))));
   }
   if (tables.length) {
-    section.append(table(t("tables"), [t("name"), t("file"), t("clause"), t("note")], tables.map((x) =>
+    section.append(table(t("tables"), [t("name"), t("file"), t("clause"), t("note")], "tables", tables.map((x) =>
       el("tr", { class: x.assumed ? "is-assumed" : "" },
         nameCell(x.label, x.name, el("span", { class: "muted small", text: ` ${t("rows", { n: x.rows })} · ${t("key")}: ${x.key.join(", ")}` })),
         el("td", {}, el("code", { text: x.file })), clauseCol(x), noteCell(x, assumedGroup)))));
   }
   return section;
 }
+
+const typeName = (type) => ({ bool: t("t_bool"), string: t("t_string"), date: t("t_date") })[type] || type || "";
 
 export function isRatioBands(p, usage) {
   if (usage) return Boolean(usage.base);
@@ -173,7 +177,8 @@ export async function renderPolicy(root, city, version) {
   root.append(head);
 
   const { groups, order } = groupItems(d);
-  const headingOf = (k) => (k === "assumed" ? t("assumed_group") : k === "unsourced" ? t("unsourced_group") : t("clause_group", { c: k }));
+  const headingOf = (k) => (k === "assumed" ? t("assumed_group") : k === "unsourced" ? t("unsourced_group")
+    : [el("span", { class: "clause-word", text: t("clause_word") }), el("span", { class: "clause-no", lang: "zh-CN", text: k })]);
   root.append(el("nav", { class: "toc", "aria-label": t("contents") },
     el("h2", { class: "toc-h", text: t("contents") }),
     el("ul", {}, ...order.map((k) => el("li", { class: k === "assumed" ? "toc-assumed" : "" },

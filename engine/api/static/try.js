@@ -93,7 +93,7 @@ export function resultTables(result, detail, onValue) {
     const cell = (row, name) => {
       const v = vars[name], value = row[name];
       const text = fmtValue(value, v && v.unit);
-      const td = el("td", { class: typeof value === "number" ? "num" : "" });
+      const td = el("td", { class: typeof value === "number" ? "num val-cell" : "val-cell" });
       if (onValue) {
         td.append(el("button", { type: "button", class: "val", "data-key": `${entity}.${row.id}.${name}`,
           "data-raw": JSON.stringify(value), "aria-haspopup": "dialog",
@@ -128,9 +128,9 @@ export function resultTables(result, detail, onValue) {
 
 const unitNameOf = (v) => (v.unit === "ratio" ? "%" : unitName(v.unit));
 
-export function warningsBox(result) {
+export function warningsBox(result, title) {
   if (!result.warnings || !result.warnings.length) return null;
-  return el("div", { class: "warnings", role: "note" }, el("h3", { text: t("warnings") }),
+  return el("div", { class: "warnings", role: "note" }, el("h3", { text: title ? `${t("warnings")} · ${title}` : t("warnings") }),
     el("ul", {}, ...result.warnings.map((w) => el("li", {}, el("code", { class: "path", text: w.path }),
       bilingualMessage(w.message_zh || "", w.message)))));
 }

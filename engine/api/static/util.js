@@ -75,6 +75,13 @@ const T = {
   issued: ["发布日期", "Issued"],
   effective: ["有效期", "In force"],
   open_ended: ["至今", "open-ended"],
+  eff_from: ["{from} 起", "from {from}"],
+  eff_range: ["{from} 至 {to}", "{from} to {to}"],
+  template: ["模板", "template"],
+  empty: ["（空）", "(empty)"],
+  t_bool: ["是/否", "yes/no"],
+  t_string: ["文本", "text"],
+  t_date: ["日期", "date"],
   versions: ["版本", "Versions"],
   open_policy: ["查看政策", "Open the policy"],
   n_params: ["{n} 个参数", "{n} parameters"],
@@ -83,7 +90,7 @@ const T = {
   n_assumed: ["{n} 项假设", "{n} assumptions"],
   contents: ["按条款浏览", "By clause"],
   clause: ["条款", "Clause"],
-  clause_group: ["第{c}条", "Clause {c}"],
+  clause_word: ["条款", "Clause"],
   parameters: ["参数", "Parameters"],
   rules: ["计算规则", "Rules"],
   inputs: ["输入数据", "Inputs"],
@@ -107,6 +114,7 @@ const T = {
   bands_lead: ["每个分段累计参数：左图为累计分担额随比例变化的曲线，右图为各段边际比例与总体平均比例。",
     "Each cumulative band parameter: on the left the cumulative share against the amount ratio, on the right the marginal rate of each band and the overall average."],
   chart_cum: ["累计分担额（占基数比例）", "Cumulative share (ratio of the base)"],
+  chart_cum_of: ["{a}占{b}比例", "{a} as a share of {b}"],
   chart_marginal: ["各段边际比例", "Marginal rate per band"],
   chart_avg: ["总体平均比例", "Overall average rate"],
   chart_full: ["全额（100%）参考线", "Whole amount (100%) reference"],
@@ -139,6 +147,8 @@ const T = {
   supplied: ["由情形直接给出", "given in the situation"],
   expand: ["展开", "expand"],
   param_word: ["参数", "parameter"],
+  child_rows: ["下级记录 {n} 条（最多列出 20 条）", "{n} child rows (at most 20 listed)"],
+  no_trace: ["没有该数值的计算记录", "No explanation was recorded for this value"],
   // compare
   param_diff: ["不同的参数", "Parameters that differ"],
   param_all: ["参数", "Parameters"],
@@ -269,7 +279,7 @@ export function fmtValue(v, unit, kind) {
     if (unit === "ratio") return fmtPct(v);
     return fmtNumber(v);
   }
-  if (typeof v === "string") return v === "" ? "“”" : v;
+  if (typeof v === "string") return v === "" ? t("empty") : v;
   if (kind === "bands" || (v && Array.isArray(v.edges) && Array.isArray(v.rates))) return bandsText(v, unit);
   if (typeof v === "object") {
     return Object.entries(v).map(([k, x]) => `${k}: ${fmtValue(x, unit)}`).join(" · ");
