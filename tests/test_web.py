@@ -20,9 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
+from engine.api.models import DEMO_DIR as DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "demo"
 EXAMPLES = ROOT / "tests" / "worked_examples"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("MEDPAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,16 +37,16 @@ except ImportError:  # the browser tests skip; the TestClient test still runs
 
 
 def policy_folder(tmp: Path) -> Path:
-    """The real policies, plus a second Jingdezhen version (risk fund 8%, in force from 2024-10-01)."""
+    """The real policies, plus a second Jingdezhen version (risk fund 8%, in force from 2025)."""
     folder = tmp / "policies"
     shutil.copytree(ROOT / "policies", folder, ignore=shutil.ignore_patterns(".published"))
     text = (folder / "jingdezhen.yaml").read_text(encoding="utf-8")
     start = text.index("  risk_fund_rate:")
     at = text.index("value: 5%", start)
     v2 = (text[:at] + "value: 8%" + text[at + len("value: 5%"):])
-    v2 = v2.replace("effective: {from: 2024-07-09, to: null}", "effective: {from: 2024-10-01, to: null}")
+    v2 = v2.replace("effective: {from: 2024-07-09, to: null}", "effective: {from: 2025-01-01, to: null}")
     v2 = v2.replace("景医保字〔2024〕41号", "景医保字〔2024〕99号")
-    assert v2.count("2024-10-01") >= 1 and "value: 8%" in v2
+    assert "from: 2025-01-01" in v2 and "value: 8%" in v2
     (folder / "jingdezhen_v2.yaml").write_text(v2, encoding="utf-8")
     return folder
 
@@ -82,8 +82,13 @@ def test_index_static_and_demo_endpoints(client):
 
 def test_evaluate_with_a_named_version(client):
     situation = json.loads((DEMO / f"{OVERSPEND}.json").read_text(encoding="utf-8"))
+    assert client.post("/v1/cities/jingdezhen/evaluate", json=situation).headers["x-medpay-policy"] == \
+        "jingdezhen@2024-07-09"  # 2024: only the first version is in force
+    outside = client.post("/v1/cities/jingdezhen/versions/2025-01-01/evaluate", json=situation)
+    assert outside.status_code == 422 and outside.json()["detail"][0]["path"] == "period"
+    situation["period"] = {"start": "2024-07-01", "end": "2025-06-30"}  # both versions in force
     old = client.post("/v1/cities/jingdezhen/versions/2024-07-09/evaluate", json=situation)
-    new = client.post("/v1/cities/jingdezhen/versions/2024-10-01/evaluate", json=situation)
+    new = client.post("/v1/cities/jingdezhen/versions/2025-01-01/evaluate", json=situation)
     assert old.headers["x-medpay-policy"] == "jingdezhen@2024-07-09"
     assert old.json()["entities"]["community"][0]["annual_fund_payment"] == 111300000.0
     assert new.json()["entities"]["community"][0]["annual_fund_payment"] == 111512000.0  # risk fund no longer caps
@@ -171,7 +176,7 @@ def goto(pg, route: str, view: str) -> None:
 def test_city_list_and_policy_page_by_clause(page):
     goto(page, "#/cities", "cities")
     cards = page.locator(".card")
-    expect(cards).to_have_count(7)  # five cities, the template, and nothing else (v2 is a version)
+    expect(cards).to_have_count(6)  # five cities and the template; the second Jingdezhen file is a version
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.locator("#nav a[aria-current='page']")).to_have_text("政策")
     shot(page, "cities")
@@ -265,6 +270,30 @@ def test_evaluate_a_worked_example_and_explain_a_value(page):
     expect(value).to_be_focused()
 
 
+def test_explanation_follows_parent_rows_and_aggregated_children(page):
+    goto(page, "#/try/hangzhou-drg-settlement", "try")
+    expect(page.locator("#try-city")).to_have_value("hangzhou")
+    page.click("#try-run")
+    panel = page.locator("#explain")
+    # a value read from the parent row (the fund's point value) opens into the fund's own explanation
+    page.click("button.val[data-key='account.A|all.points_payment']")
+    expect(panel.locator(".explain-value")).to_have_text("36,081.82")
+    panel.locator("details.sub:has(> summary code:text-is('fund.point_value')) > summary").click()
+    parent = panel.locator("details.sub[open]:has(> summary code:text-is('fund.point_value'))")
+    expect(parent.locator("> summary")).to_contain_text("统筹基金")
+    expect(parent.locator(".formula").first).to_contain_text("points_budget")
+    # an aggregation lists the child rows it reads, each with its own explanation
+    page.click("button.val[data-key='account.A|all.total_points']")
+    panel.locator("details.sub:has(> summary code:text-is('sum(claim.points)')) > summary").click()
+    children = panel.locator("ul.children > li > details.sub > summary")
+    expect(children).to_have_count(2)
+    expect(children.first).to_contain_text("c1")
+    expect(children.first).to_contain_text("120")
+    children.first.click()
+    expect(panel.locator("ul.children .formula").first).to_contain_text("group_weight")
+    shot(page, "try-explain-children")
+
+
 def test_situation_from_csv_files(page):
     goto(page, "#/try", "try")
     page.select_option("#try-city", "jingdezhen")
@@ -337,9 +366,16 @@ def test_compare_two_versions_on_the_same_situation(page):
     # a city with two versions: the older on the left, the newer on the right
     expect(page.locator("#cmp-a-city")).to_have_value("jingdezhen")
     expect(page.locator("#cmp-a-version")).to_have_value("2024-07-09")
-    expect(page.locator("#cmp-b-version")).to_have_value("2024-10-01")
+    expect(page.locator("#cmp-b-version")).to_have_value("2025-01-01")
     page.select_option("#cmp-demo", OVERSPEND)
     expect(page.locator("#cmp-json")).to_have_value(re.compile("actual_spending"))
+    page.click("#cmp-run")
+    # 2024 is outside the new version: said so, with the way out
+    expect(page.locator("#cmp-result .errors")).to_contain_text("有效期")
+    expect(page.locator("#cmp-result")).to_contain_text("两版本都覆盖的期间")
+    text = page.input_value("#cmp-json").replace('"period": "2024"',
+                                                  '"period": {"start": "2024-07-01", "end": "2025-06-30"}')
+    page.fill("#cmp-json", text)
     page.click("#cmp-run")
     params = page.locator("table.params tbody tr")
     expect(params).to_have_count(1)  # only risk_fund_rate: dates at each version's start are no difference
@@ -356,6 +392,7 @@ def test_compare_two_versions_on_the_same_situation(page):
 
     # two cities: the parameters differ by name; a situation one city cannot read is reported, not hidden
     page.select_option("#cmp-b-city", "_template")
+    expect(page.locator("#cmp-b-version")).to_have_value("2024-01-01")
     page.click("#cmp-run")
     expect(page.locator("#cmp-result .errors")).to_contain_text("没有字段")
 

@@ -244,6 +244,7 @@ export function bilingualMessage(zh, en, cls = "msg") {
 const UNITS = {
   yuan: ["元", "yuan"], ratio: ["比例", "ratio"], days: ["天", "days"], months: ["月", "months"],
   points: ["点", "points"], score: ["分", "score"], level: ["级", "level"], persons: ["人", "persons"],
+  count: ["个", "count"], yuan_per_person: ["元/人", "yuan/person"], yuan_per_point: ["元/点", "yuan/point"],
 };
 export const unitName = (u) => (!u ? "" : UNITS[u] ? UNITS[u][state.lang === "en" ? 1 : 0] : u);
 
