@@ -144,6 +144,12 @@ def _children(policy: Policy, pop: Population, step: Step, entity: str, most: in
         if not (isinstance(ref, Ref) and ref.kind == "var" and not ref.path):
             continue
         groups = pop.parent_index(info.child, info.path)
+        if node.where is not None:  # only the rows the filter lets through were added up
+            compiler = Compiler(policy)
+            compiler.notes, compiler.key = step.checked.notes, None
+            child_frame = Frame(pop, info.child, RunContext(policy))
+            keep = child_frame.full(compiler.node(node.where)(child_frame)).astype(bool)
+            groups = np.where(keep, groups, -1)
         child_ids = pop.ids[info.child]
         rows: list[list[str]] = [[] for _ in range(pop.sizes[entity])]
         for child_row in np.flatnonzero(groups >= 0)[: most * max(1, pop.sizes[entity])]:
