@@ -201,7 +201,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local (default) or spark: claim stages on Apache Spark (pip install '.[spark]')")
-    p.add_argument("--master", default="local[2]", help="Spark master URL (with --engine spark)")
+    p.add_argument("--master", default=None,
+                   help="Spark master URL with --engine spark (default: spark-submit's, else local[*])")
     p.set_defaults(fn=cmd_settle)
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")

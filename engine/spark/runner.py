@@ -49,12 +49,14 @@ def _policy(path: str, digest: str) -> Policy:
     return _POLICIES[digest]
 
 
-def session(master: str, app: str = "medpay"):
-    """A Spark session whose Python workers use this interpreter (numpy, pyarrow, the engine)."""
+def session(master: str | None, app: str = "medpay"):
+    """A Spark session whose Python workers use this interpreter (numpy, pyarrow, the engine);
+    without `master`, the one spark-submit was given (or local[*])."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
-    return (SparkSession.builder.master(master).appName(app)
+    builder = SparkSession.builder.master(master) if master else SparkSession.builder
+    return (builder.appName(app)
             .config("spark.ui.enabled", "false")
             .config("spark.sql.shuffle.partitions", "8")
             .config("spark.sql.execution.arrow.maxRecordsPerBatch", "100000")
@@ -95,7 +97,7 @@ def _driver_population(policy: Policy, folder: Path, claims, period: Period):
     return pop
 
 
-def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str = "local[2]",
+def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None = "local[2]",
                  partitions: int | None = None) -> Summary:
     """Settle on Spark; writes the same files as `settle` (claims as a Parquet folder)."""
     from pyspark.sql import functions as F
