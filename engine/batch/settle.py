@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -10,15 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from engine.batch.io import entity_file, read_entity, write_entity
+from engine.batch import partition
+from engine.batch.io import entity_columns, entity_file, read_entity, read_table, write_entity
 from engine.errors import InputFault, SituationError
+from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
-from engine.run.columns import build_population
+from engine.run.columns import EntityColumns, build_population, derive
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 from engine.run.population import Population
 from engine.run.situation import Period, parse_period
+
+BIG = "claim"
+CHUNK_ROWS = int(os.environ.get("MEDPAY_CHUNK_ROWS", "2000000"))
 
 
 @dataclass
@@ -95,8 +104,81 @@ def write(policy: Policy, pop: Population, steps: list, out: Path) -> None:
 
 
 def settle(policy: Policy, folder: Path, out: Path, period: Period,
-           on_step: Callable[[str], None] | None = None) -> Summary:
-    """Read, evaluate every stage, write; timings of each phase and the peak memory."""
+           on_step: Callable[[str], None] | None = None, chunk_rows: int | None = None) -> Summary:
+    """Read, evaluate every stage, write — claims in chunks of at most `chunk_rows` (referral
+    chains kept whole), so memory stays bounded; timings of each phase and the peak memory."""
+    try:
+        rounds = split(policy.plan, BIG)
+    except NotDistributable:
+        return _settle_whole(policy, folder, out, period, on_step)
+    summary = Summary(policy.id, period.text)
+    started = time.perf_counter()
+    small = _small_entities(policy, folder)
+    claims = _claims(policy, folder)
+    _check_links(policy, small, claims)
+    keys = partition.derived_keys(policy, BIG, claims.column_names)
+    rows = []
+    if keys and claims.num_rows:  # distinct key combinations in order of first appearance, as a JSON run
+        _, _, values = derive(EntityColumns(claims["id"], links={k: claims[k] for k in keys}), keys)
+        rows = list(zip(*[v.tolist() for v in values], strict=True))
+    pop = partition.driver_population(policy, small, BIG, keys, rows, str(period.end))
+    chunks = chunk(claims, chunk_rows or CHUNK_ROWS)
+    del claims
+    summary.seconds["read"] = time.perf_counter() - started
+    t = time.perf_counter()
+    ctx, done = RunContext(policy), []
+    whole = None  # one chunk: its population is built once and kept across rounds
+    for r in range(rounds.count):
+        names = [s.variable.name for s in rounds.claim_steps[r]]
+        aggregations = [a.key for a in rounds.aggregations[r]]
+        if names or aggregations:
+            state = partition.state_of(pop, BIG)
+            sums: dict[str, dict[str, list]] = {}
+            for i, table in enumerate(chunks):
+                if len(chunks) == 1:
+                    if whole is None:
+                        whole = partition.population(policy, table, state, str(period.end), BIG, [])
+                    else:
+                        partition.install(whole, state)
+                    partition.run_steps(policy, whole, BIG, names, ctx)
+                    found = partition.partials(policy, whole, BIG, aggregations, ctx)
+                else:
+                    chunks[i], found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
+                                                           names, aggregations, ctx)
+                _add_partials(sums, found)
+                if on_step:
+                    on_step(f"claims {i + 1}/{len(chunks)}, round {r + 1}")
+            done += names
+            for agg in rounds.aggregations[r]:
+                ids = [str(x) for x in list(pop.ids[agg.parent])]
+                found = sums.get(partition.encode_key(agg.key), {})
+                ctx.precomputed[agg.key] = partition.combine(agg.node.function, ids,
+                                                             [(p, *v) for p, v in found.items()])
+        for step in rounds.small_steps[r]:
+            run_step(step, pop, ctx)
+            if on_step:
+                on_step(f"{step.variable.entity}.{step.variable.name}")
+    summary.seconds["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    write(policy, pop, small_steps, out)
+    if whole is not None:
+        write_entity(out / f"{BIG}.parquet", chunks[0]["id"], {n: whole.columns[BIG][n] for n in done},
+                     {n for n in done if policy.model.entities[BIG].variables[n].is_money})
+    else:
+        _write_claims(policy, chunks, done, out)
+    summary.seconds["write"] = time.perf_counter() - t
+    summary.seconds["total"] = time.perf_counter() - started
+    summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
+    summary.rows[BIG] = sum(t.num_rows for t in chunks)
+    summary.peak_rss_mb = peak_rss_mb()
+    summary.warnings = list(ctx.warnings.values())
+    return summary
+
+
+def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
+                  on_step: Callable[[str], None] | None) -> Summary:
+    """All claims in memory at once: for a policy whose claim formulas need every claim together."""
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
     pop = load(policy, folder, period)
@@ -113,3 +195,91 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
     summary.peak_rss_mb = peak_rss_mb()
     summary.warnings = list(ctx.warnings.values())
     return summary
+
+
+def _small_entities(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
+    data = {}
+    for name, entity in policy.model.entities.items():
+        path = entity_file(folder, name)
+        if path is None or name == BIG:
+            continue
+        if entity.derived:
+            raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
+                                             "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
+        data[name] = read_entity(path, entity)
+    if not data and entity_file(folder, BIG) is None:
+        raise SituationError([InputFault(str(folder), "no entity files (claim.parquet, institution.csv, …) found",
+                                         "未找到实体文件")])
+    return data
+
+
+def _claims(policy: Policy, folder: Path) -> pa.Table:
+    path = entity_file(folder, BIG)
+    if path is None:
+        return pa.table({"id": pa.array([], pa.string())})
+    table = read_table(path)
+    entity_columns(table.slice(0, 0), policy.model.entities[BIG], path.name)  # unknown columns, bad types
+    return table
+
+
+def _check_links(policy: Policy, small: dict[str, EntityColumns], claims: pa.Table) -> None:
+    """Claims naming an institution (fund, …) that is not in its file are refused."""
+    faults = []
+    for link, target in policy.model.entities[BIG].links.items():
+        if policy.model.entities[target].derived or link not in claims.column_names:
+            continue
+        known = pa.array([str(i) for i in list(small[target].ids)] if target in small else [], pa.string())
+        values = pc.unique(pc.drop_null(pc.cast(claims[link], pa.string())))
+        unknown = pc.filter(values, pc.and_(pc.invert(pc.is_in(values, value_set=known)), pc.not_equal(values, "")))
+        faults += [InputFault(f"claim.{link}", f"no {target} with id '{v}'", f"没有 id 为“{v}”的 {target}")
+                   for v in unknown.to_pylist()[:20]]
+    if faults:
+        raise SituationError(faults)
+
+
+def chunk(claims: pa.Table, rows: int) -> list[pa.Table]:
+    """Claims split into chunks of about `rows`, each referral chain whole in one chunk; a table
+    that fits stays one chunk, in its order."""
+    n = claims.num_rows
+    if n <= rows:
+        return [claims]
+    count = -(-n // rows)
+    key = pc.cast(claims["id"], pa.string())
+    if "episode" in claims.column_names:
+        key = pc.coalesce(pc.cast(claims["episode"], pa.string()), key)
+    codes = pc.dictionary_encode(key).combine_chunks().indices.to_numpy(zero_copy_only=False)
+    which = codes % count
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(count + 1))
+    return [claims.take(pa.array(order[bounds[i]:bounds[i + 1]])) for i in range(count)]
+
+
+def _add_partials(sums: dict, partials: pa.Table) -> None:
+    """Add one chunk's partial aggregates: exact millionths as Python integers."""
+    for row in partials.to_pylist():
+        entry = sums.setdefault(row["key"], {}).setdefault(row["parent"], [0.0, 0, True, 0, np.inf, -np.inf])
+        entry[0] += row["total"]
+        entry[1] += row["micro"]
+        entry[2] = entry[2] and row["exact"]
+        entry[3] += row["rows"]
+        entry[4] = min(entry[4], row["low"])
+        entry[5] = max(entry[5], row["high"])
+
+
+def _write_claims(policy: Policy, chunks: list[pa.Table], names: list[str], out: Path) -> None:
+    if not names:
+        return
+    money = [n for n in names if policy.model.entities[BIG].variables[n].is_money]
+    writer = None
+    for table in chunks:
+        if not table.num_rows:
+            continue
+        result = table.select(["id", *names])
+        result = result.set_column(0, "id", pc.cast(result["id"], pa.string()))
+        batches = [partition.round_money(b, money) for b in result.to_batches()]
+        if writer is None:
+            writer = pq.ParquetWriter(out / f"{BIG}.parquet", batches[0].schema, compression="zstd")
+        for batch in batches:
+            writer.write_batch(batch)
+    if writer is not None:
+        writer.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from engine.run.frame import Frame
 from engine.run.money import allocate, group_sum, round_half_up
@@ -196,13 +197,31 @@ def _key_text(value) -> str:
     return str(value)
 
 
-def _codes(columns: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+def _factorize(col: np.ndarray, cache: dict | None) -> tuple[np.ndarray, list[str]]:
+    """Each row's index among the column's distinct values, and those values as key text; a
+    column already factorized in this run is not sorted again (the cache keeps it alive, so
+    its identity cannot be reused)."""
+    if cache is not None and id(col) in cache and cache[id(col)][0] is col:
+        return cache[id(col)][1], cache[id(col)][2]
+    if col.dtype.kind in "UO":
+        encoded = pa.array(col).dictionary_encode()
+        inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = [_key_text(u) for u in encoded.dictionary.to_pylist()]
+    else:
+        uniq, inverse = np.unique(col, return_inverse=True)
+        inverse, uniques = inverse.reshape(-1), [_key_text(u) for u in uniq.tolist()]
+    if cache is not None:
+        cache[id(col)] = (col, inverse, uniques)
+    return inverse, uniques
+
+
+def _codes(columns: list[np.ndarray], cache: dict | None = None) -> tuple[np.ndarray, list[tuple[str, ...]]]:
     """Distinct key tuples of the rows and, for each row, the index of its tuple."""
     inverse_all, uniques_all = [], []
     for col in columns:
-        uniq, inv = np.unique(col, return_inverse=True)
-        inverse_all.append(inv.reshape(-1))
-        uniques_all.append([_key_text(u) for u in uniq.tolist()])
+        inv, uniq = _factorize(col, cache)
+        inverse_all.append(inv)
+        uniques_all.append(uniq)
     combined = np.zeros(len(columns[0]), dtype=np.int64)
     for inv, uniq in zip(inverse_all, uniques_all, strict=True):
         combined = combined * len(uniq) + inv
@@ -224,7 +243,7 @@ def table_lookup(frame: Frame, table, column: str, keys: list[np.ndarray], defau
     is_number = table.column_type(column) == "number"
     if frame.size == 0:
         return np.zeros(0) if is_number else np.zeros(0, dtype=str)
-    where, tuples = _codes(keys)
+    where, tuples = _codes(keys, frame.ctx.key_codes if frame.rows is None else None)
     found = np.array([table.index.get(t, -1) for t in tuples], dtype=np.int64)
     row = found[where]
     source = np.asarray(values, dtype=float if is_number else str)
@@ -247,7 +266,7 @@ def map_lookup(frame: Frame, name: str, mapping: dict, keys) -> np.ndarray:
     keys = frame.full(keys)
     if len(keys) == 0:
         return np.zeros(0)
-    where, tuples = _codes([keys])
+    where, tuples = _codes([keys], frame.ctx.key_codes if frame.rows is None else None)
     table = [mapping.get(t[0]) for t in tuples]
     missing = [t[0] for t, v in zip(tuples, table, strict=True) if v is None]
     if missing:

@@ -21,6 +21,7 @@ class RunContext:
     variable: str = ""  # entity.variable being evaluated, for warning paths
     computed: set = field(default_factory=set)  # steps whose formula ran on some row
     precomputed: dict = field(default_factory=dict)  # aggregation key → values computed elsewhere
+    key_codes: dict = field(default_factory=dict)  # id(column) → (column, codes, keys): lookups reuse them
 
     def parameter(self, name: str) -> Parameter:
         return self.policy.parameters[name]

@@ -17,21 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.batch import partition as part
 from engine.batch.io import entity_file, read_entity
 from engine.batch.settle import Summary, peak_rss_mb, write
 from engine.errors import InputFault, SituationError
 from engine.plan.rounds import split
 from engine.policy.loader import load_policy_file
 from engine.policy.spec import Policy
-from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 from engine.run.situation import Period
-from engine.spark import partition as part
 
 BIG = "claim"
 SPARK_TYPES = {"number": "double", "bool": "boolean", "string": "string", "date": "date"}
@@ -85,16 +83,9 @@ def _driver_population(policy: Policy, folder: Path, claims, period: Period):
                    for v in sorted(set(found) - known)[:20]]
     if faults:
         raise SituationError(faults)
-    keys = sorted({k for e in model.entities.values() if e.derived and e.derived.source == BIG
-                   and any(s.variable.entity == e.name for s in policy.plan.steps) for k in e.derived.key})
-    keys = [k for k in keys if k in claims.columns]
-    rows = claims.select(*keys).distinct().orderBy(*keys).collect() if keys else []
-    fake = EntityColumns(np.array([f"k{i}" for i in range(len(rows))], dtype=object))
-    for j, key in enumerate(keys):
-        fake.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
-    data[BIG] = fake
-    pop, _ = build_population(model, data, np.datetime64(period.end, "D"))
-    return pop
+    keys = part.derived_keys(policy, BIG, claims.columns)
+    rows = [tuple(r) for r in claims.select(*keys).distinct().orderBy(*keys).collect()] if keys else []
+    return part.driver_population(policy, data, BIG, keys, rows, str(period.end))
 
 
 def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None = "local[2]",

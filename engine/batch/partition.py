@@ -1,8 +1,8 @@
-"""What runs inside one partition of claims: the local engine on a slice (分区内计算).
+"""What runs on one slice of claims: the local engine on a chunk or a Spark partition (分片计算).
 
-No Spark here: a partition is an Arrow table of claims plus the small entities' columns
-(broadcast). The same population builder and `run_step` as a local run are used, so no
-rule has a second implementation. Pure functions of their inputs, testable without Spark.
+A slice is an Arrow table of claims plus the small entities' columns (broadcast on Spark).
+The same population builder and `run_step` as a whole run are used, so no rule has a second
+implementation. Pure functions of their inputs: chunked local settlement and Spark share them.
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ def population(policy: Policy, table: pa.Table, state: SmallState, period_end: s
         data[name] = cols
     data[big] = entity_columns(table, model.entities[big], "claims")
     pop, _ = build_population(model, data, np.datetime64(period_end, "D"))
+    install(pop, state)
+    for var in done:  # results of earlier passes arrive as columns of the claim table
+        values, _ = pop.supplied[big].pop(var)
+        pop.columns[big][var] = values
+    return pop
+
+
+def install(pop: Population, state: SmallState) -> None:
+    """Put the small entities' current columns (inputs and results so far) into a slice's population."""
+    model = pop.model
     for name, columns in state.columns.items():
         if model.entities[name].derived:
             where = {rid: i for i, rid in enumerate(state.ids[name])}
@@ -78,19 +88,23 @@ def population(policy: Policy, table: pa.Table, state: SmallState, period_end: s
                 pop.columns[name][var] = gather(col, pick, model.entities[name].variables[var].default_value())
         else:
             pop.columns[name].update(columns)
-    for var in done:  # results of earlier passes arrive as columns of the claim table
-        values, _ = pop.supplied[big].pop(var)
-        pop.columns[big][var] = values
-    return pop
 
 
 def evaluate_round(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str,
-                   done: list[str], step_names: list[str]) -> pa.Table:
-    """Evaluate one round's claim steps over a partition; returns the table with their columns."""
+                   done: list[str], step_names: list[str], ctx: RunContext | None = None) -> pa.Table:
+    """Evaluate one round's claim steps over a slice; returns the table with their columns."""
     pop = population(policy, table, state, period_end, big, done)
-    ctx = RunContext(policy)
+    return _evaluate(policy, pop, table, big, step_names, ctx or RunContext(policy))
+
+
+def run_steps(policy: Policy, pop: Population, big: str, step_names: list[str], ctx: RunContext) -> None:
     for name in step_names:
         run_step(policy.plan.by_key[(big, name)], pop, ctx)
+
+
+def _evaluate(policy: Policy, pop: Population, table: pa.Table, big: str, step_names: list[str],
+              ctx: RunContext) -> pa.Table:
+    run_steps(policy, pop, big, step_names, ctx)
     for name in step_names:
         var = policy.model.entities[big].variables[name]
         array = pa.array(pop.columns[big][name], ARROW_TYPES[var.type]) if var.type != "date" else \
@@ -112,10 +126,22 @@ def find_aggregation(policy: Policy, key: tuple) -> Aggregation:
 
 
 def partial_aggregates(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str,
-                       done: list[str], keys: list[tuple]) -> pa.Table:
-    """Per parent row of this partition: sum, count, min and max of each aggregation's values."""
+                       done: list[str], keys: list[tuple], ctx: RunContext | None = None) -> pa.Table:
+    """Per parent row of this slice: sum, count, min and max of each aggregation's values."""
     pop = population(policy, table, state, period_end, big, done)
-    ctx, compiler = RunContext(policy), Compiler(policy)
+    return partials(policy, pop, big, keys, ctx or RunContext(policy))
+
+
+def run_chunk(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str, done: list[str],
+              step_names: list[str], keys: list[tuple], ctx: RunContext) -> tuple[pa.Table, pa.Table]:
+    """Both at once on one chunk (one population built): the round's steps, then the partials."""
+    pop = population(policy, table, state, period_end, big, done)
+    table = _evaluate(policy, pop, table, big, step_names, ctx) if step_names else table
+    return table, partials(policy, pop, big, keys, ctx)
+
+
+def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: RunContext) -> pa.Table:
+    compiler = Compiler(policy)
     frame = Frame(pop, big, ctx)
     parts = []
     for key in keys:
@@ -183,3 +209,21 @@ def round_money(batch: pa.RecordBatch, money: list[str]) -> pa.RecordBatch:
     arrays = [pa.array(round_half_up(batch.column(i).to_numpy(zero_copy_only=False)))
               if name in money else batch.column(i) for i, name in enumerate(batch.schema.names)]
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def derived_keys(policy: Policy, big: str, columns: list[str]) -> list[str]:
+    """The claim link columns that define the derived entities the plan computes on (accounts)."""
+    keys = sorted({k for e in policy.model.entities.values() if e.derived and e.derived.source == big
+                   and any(s.variable.entity == e.name for s in policy.plan.steps) for k in e.derived.key})
+    return [k for k in keys if k in columns]
+
+
+def driver_population(policy: Policy, small: dict[str, EntityColumns], big: str, keys: list[str],
+                      rows: list[tuple], period_end: str) -> Population:
+    """The small entities, plus the entities derived from claims built from their distinct keys
+    (one stand-in claim per key), for the driver's stages."""
+    stand_in = EntityColumns(np.array([f"k{i}" for i in range(len(rows))], dtype=object))
+    for j, key in enumerate(keys):
+        stand_in.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
+    pop, _ = build_population(policy.model, {**small, big: stand_in}, np.datetime64(period_end, "D"))
+    return pop
