@@ -20,14 +20,14 @@ from engine.batch.io import entity_columns, entity_file, read_entity, read_table
 from engine.errors import InputFault, SituationError
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
-from engine.run.columns import EntityColumns, build_population, derive
+from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 from engine.run.population import Population
 from engine.run.situation import Period, parse_period
 
 BIG = "claim"
-CHUNK_ROWS = int(os.environ.get("MEDPAY_CHUNK_ROWS", "2000000"))
+CHUNK_ROWS = int(os.environ.get("MEDPAY_CHUNK_ROWS", "1000000"))
 
 
 @dataclass
@@ -117,34 +117,42 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
     claims = _claims(policy, folder)
     _check_links(policy, small, claims)
     keys = partition.derived_keys(policy, BIG, claims.column_names)
-    rows = []
-    if keys and claims.num_rows:  # distinct key combinations in order of first appearance, as a JSON run
-        _, _, values = derive(EntityColumns(claims["id"], links={k: claims[k] for k in keys}), keys)
-        rows = list(zip(*[v.tolist() for v in values], strict=True))
+    rows = distinct_keys(claims, keys)
     pop = partition.driver_population(policy, small, BIG, keys, rows, str(period.end))
-    chunks = chunk(claims, chunk_rows or CHUNK_ROWS)
-    del claims
+    chunks = chunk_rows_of(claims, chunk_rows or CHUNK_ROWS)
+    results: list[dict[str, pa.Array]] = [{} for _ in chunks]  # each chunk's claim results so far
     summary.seconds["read"] = time.perf_counter() - started
     t = time.perf_counter()
     ctx, done = RunContext(policy), []
     whole = None  # one chunk: its population is built once and kept across rounds
+    last_claim_round = max((r for r in range(rounds.count) if rounds.claim_steps[r]), default=-1)
+    stream = len(chunks) > 1 and not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
+    writer = ClaimWriter(out / f"{BIG}.parquet", policy, [s.variable.name for g in rounds.claim_steps for s in g])
     for r in range(rounds.count):
         names = [s.variable.name for s in rounds.claim_steps[r]]
         aggregations = [a.key for a in rounds.aggregations[r]]
         if names or aggregations:
             state = partition.state_of(pop, BIG)
             sums: dict[str, dict[str, list]] = {}
-            for i, table in enumerate(chunks):
-                if len(chunks) == 1:
+            for i, rows in enumerate(chunks):
+                if rows is None:
                     if whole is None:
-                        whole = partition.population(policy, table, state, str(period.end), BIG, [])
+                        whole = partition.population(policy, claims, state, str(period.end), BIG, [])
                     else:
                         partition.install(whole, state)
                     partition.run_steps(policy, whole, BIG, names, ctx)
                     found = partition.partials(policy, whole, BIG, aggregations, ctx)
                 else:
-                    chunks[i], found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
-                                                           names, aggregations, ctx)
+                    table = claims.take(rows)
+                    for name, values in results[i].items():
+                        table = table.append_column(name, values)
+                    table, found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
+                                                       names, aggregations, ctx)
+                    if stream and r == last_claim_round:  # nothing later needs them: write them now
+                        writer.write(table)
+                    else:
+                        results[i].update({n: table[n] for n in names})
+                    del table
                 _add_partials(sums, found)
                 if on_step:
                     on_step(f"claims {i + 1}/{len(chunks)}, round {r + 1}")
@@ -162,15 +170,17 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
     t = time.perf_counter()
     small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
     write(policy, pop, small_steps, out)
+    money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
     if whole is not None:
-        write_entity(out / f"{BIG}.parquet", chunks[0]["id"], {n: whole.columns[BIG][n] for n in done},
-                     {n for n in done if policy.model.entities[BIG].variables[n].is_money})
-    else:
-        _write_claims(policy, chunks, done, out)
+        write_entity(out / f"{BIG}.parquet", claims["id"], {n: whole.columns[BIG][n] for n in done}, money)
+    elif not stream:
+        for rows, found in zip(chunks, results, strict=True):
+            writer.write(pa.table({"id": claims["id"].take(rows), **found}))
+    writer.close()
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
-    summary.rows[BIG] = sum(t.num_rows for t in chunks)
+    summary.rows[BIG] = claims.num_rows
     summary.peak_rss_mb = peak_rss_mb()
     summary.warnings = list(ctx.warnings.values())
     return summary
@@ -237,21 +247,46 @@ def _check_links(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
         raise SituationError(faults)
 
 
-def chunk(claims: pa.Table, rows: int) -> list[pa.Table]:
-    """Claims split into chunks of about `rows`, each referral chain whole in one chunk; a table
-    that fits stays one chunk, in its order."""
+def distinct_keys(claims: pa.Table, keys: list[str]) -> list[tuple]:
+    """Distinct combinations of the key columns over rows that have them all, in order of first
+    appearance (as a JSON run orders derived rows); integer codes only, so 10^7 rows stay light."""
+    if not keys or not claims.num_rows:
+        return []
+    combined = np.zeros(claims.num_rows, dtype=np.int64)
+    present = np.ones(claims.num_rows, dtype=bool)
+    vocabularies = []
+    for key in keys:
+        encoded = pc.dictionary_encode(claims[key]).combine_chunks()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        vocabulary = encoded.dictionary.to_pylist()
+        present &= (codes >= 0) & (codes != (vocabulary.index("") if "" in vocabulary else -2))
+        combined = combined * (len(vocabulary) + 1) + (codes + 1)
+        vocabularies.append(vocabulary)
+    rows = []
+    for code in pc.unique(pa.array(combined[present])).to_pylist():  # first appearance order
+        parts = []
+        for vocabulary in reversed(vocabularies):
+            code, r = divmod(code, len(vocabulary) + 1)
+            parts.append(vocabulary[r - 1])
+        rows.append(tuple(reversed(parts)))
+    return rows
+
+
+def chunk_rows_of(claims: pa.Table, rows: int) -> list[np.ndarray | None]:
+    """The rows of each chunk of about `rows` claims, each referral chain whole in one chunk;
+    [None] when the table fits in one chunk (kept in its order)."""
     n = claims.num_rows
     if n <= rows:
-        return [claims]
+        return [None]
     count = -(-n // rows)
-    key = pc.cast(claims["id"], pa.string())
-    if "episode" in claims.column_names:
-        key = pc.coalesce(pc.cast(claims["episode"], pa.string()), key)
-    codes = pc.dictionary_encode(key).combine_chunks().indices.to_numpy(zero_copy_only=False)
-    which = codes % count
+    which = np.arange(n, dtype=np.int64) % count  # claims without a chain: spread by position
+    if "episode" in claims.column_names:  # a chain's claims all go where its episode code says
+        codes = pc.fill_null(pc.dictionary_encode(claims["episode"]).combine_chunks().indices, -1)
+        codes = codes.to_numpy(zero_copy_only=False)
+        which = np.where(codes >= 0, codes % count, which)
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(count + 1))
-    return [claims.take(pa.array(order[bounds[i]:bounds[i + 1]])) for i in range(count)]
+    return [order[bounds[i]:bounds[i + 1]] for i in range(count)]
 
 
 def _add_partials(sums: dict, partials: pa.Table) -> None:
@@ -266,20 +301,25 @@ def _add_partials(sums: dict, partials: pa.Table) -> None:
         entry[5] = max(entry[5], row["high"])
 
 
-def _write_claims(policy: Policy, chunks: list[pa.Table], names: list[str], out: Path) -> None:
-    if not names:
-        return
-    money = [n for n in names if policy.model.entities[BIG].variables[n].is_money]
-    writer = None
-    for table in chunks:
-        if not table.num_rows:
-            continue
-        result = table.select(["id", *names])
+class ClaimWriter:
+    """Claim results into one Parquet file, a chunk at a time: id and results, money to the fen."""
+
+    def __init__(self, path: Path, policy: Policy, names: list[str]):
+        self.path, self.names, self.writer = path, names, None
+        self.money = [n for n in names if policy.model.entities[BIG].variables[n].is_money]
+
+    def write(self, table: pa.Table) -> None:
+        if not self.names or not table.num_rows:
+            return
+        result = table.select(["id", *self.names])
         result = result.set_column(0, "id", pc.cast(result["id"], pa.string()))
-        batches = [partition.round_money(b, money) for b in result.to_batches()]
-        if writer is None:
-            writer = pq.ParquetWriter(out / f"{BIG}.parquet", batches[0].schema, compression="zstd")
-        for batch in batches:
-            writer.write_batch(batch)
-    if writer is not None:
-        writer.close()
+        for batch in result.to_batches():
+            batch = partition.round_money(batch, self.money)
+            if self.writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
+            self.writer.write_batch(batch)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -204,7 +204,10 @@ def _factorize(col: np.ndarray, cache: dict | None) -> tuple[np.ndarray, list[st
     if cache is not None and id(col) in cache and cache[id(col)][0] is col:
         return cache[id(col)][1], cache[id(col)][2]
     if col.dtype.kind in "UO":
-        encoded = pa.array(col).dictionary_encode()
+        array = pa.array(col, type=pa.large_string(), from_pandas=True)
+        if isinstance(array, pa.ChunkedArray):  # very large text columns come back in pieces
+            array = array.combine_chunks()
+        encoded = array.dictionary_encode()
         inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         uniques = [_key_text(u) for u in encoded.dictionary.to_pylist()]
     else:
