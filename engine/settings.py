@@ -10,6 +10,7 @@
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
 | trace size | MEDPAY_MAX_TRACE_VALUES | 20,000 values |
+| claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
 """
 
 from __future__ import annotations
