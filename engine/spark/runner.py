@@ -117,29 +117,13 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
             for name in names:
                 var = policy.model.entities[BIG].variables[name]
                 schema = _with_field(schema, name, SPARK_TYPES[var.type])
-            prior = list(done)
-
-            def evaluate(batches, names=names, prior=prior, state=state):
-                batches = list(batches)
-                table = pa.Table.from_batches(batches) if batches else None
-                if table is not None and table.num_rows:
-                    local = _policy(policy_path, digest)
-                    yield from part.evaluate_round(local, table, state.value, period_end, BIG, prior,
-                                                   names).to_batches()
+            evaluate = _per_partition(part.evaluate_round, policy_path, digest, state, period_end, list(done), names)
             claims = claims.mapInArrow(evaluate, schema).persist()
             done += names
         if rounds.aggregations[r]:
             state = sc.broadcast(part.state_of(pop, BIG))
             keys = [a.key for a in rounds.aggregations[r]]
-            prior = list(done)
-
-            def partials(batches, keys=keys, prior=prior, state=state):
-                batches = list(batches)
-                table = pa.Table.from_batches(batches) if batches else None
-                if table is not None and table.num_rows:
-                    local = _policy(policy_path, digest)
-                    yield from part.partial_aggregates(local, table, state.value, period_end, BIG, prior,
-                                                       keys).to_batches()
+            partials = _per_partition(part.partial_aggregates, policy_path, digest, state, period_end, list(done), keys)
             sums = (claims.mapInArrow(partials, "key string, parent string, total double, micro long, "
                                                 "exact boolean, rows long, low double, high double")
                     .groupBy("key", "parent")
@@ -175,6 +159,18 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
     summary.warnings = list(ctx.warnings.values())
     claims.unpersist()
     return summary
+
+
+def _per_partition(work, policy_path: str, digest: str, state, period_end: str, done: list[str], what: list):
+    """A `mapInArrow` function: the whole partition as one table (chains stay whole) through
+    `work(policy, table, small state, period end, big entity, earlier results, what)`."""
+    def run(batches):
+        batches = list(batches)
+        if batches and sum(b.num_rows for b in batches):
+            table = pa.Table.from_batches(batches)
+            yield from work(_policy(policy_path, digest), table, state.value, period_end, BIG, done,
+                            what).to_batches()
+    return run
 
 
 def _with_field(schema, name: str, spark_type: str):
