@@ -29,10 +29,10 @@ REGISTRY = Registry.load()
 CLAIMS = 4000
 
 
-def settled(city: str, data: Path, out: Path) -> tuple[dict, dict, dict]:
+def settled(city: str, data: Path, out: Path, **options) -> tuple[dict, dict, dict]:
     """What `settle` writes for a data folder: columns and ids per entity; money columns."""
     policy = REGISTRY.pick(city, folder_period(data, None))
-    settle(policy, data, out, folder_period(data, None))
+    settle(policy, data, out, folder_period(data, None), **options)
     columns, ids = {}, {}
     for file in out.glob("*.parquet"):
         table = pq.read_table(file)
@@ -50,6 +50,21 @@ def zibo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def zibo_overspending(zibo, tmp_path_factory):
+    base = tmp_path_factory.mktemp("zibo-overspend")
+    ref.overspend_variant(zibo[0], base / "data")
+    return base / "data", settled("zibo", base / "data", base / "out")
+
+
+@pytest.fixture(scope="module")
+def zibo_chunked(zibo_overspending, tmp_path_factory):
+    """The overspending variant settled in chunks of 1,000 claims: sums are exact millionths, so
+    every value (every fen of the allocations) is the same as in one piece."""
+    return zibo_overspending[0], settled("zibo", zibo_overspending[0], tmp_path_factory.mktemp("chunked"),
+                                         chunk_rows=1000)
+
+
+@pytest.fixture(scope="module")
 def jingdezhen(tmp_path_factory):
     base = tmp_path_factory.mktemp("jingdezhen")
     synthesize(REGISTRY.pick("jingdezhen", None), CLAIMS, base / "data", seed=3)
@@ -63,15 +78,19 @@ def assert_equal(check) -> None:
     assert not check.mismatches, check.mismatches
 
 
+@pytest.mark.parametrize("variant", ["plain", "overspending", "chunked"])
 @pytest.mark.parametrize("text", ["numpy", "codes"])
-def test_zibo_numpy_equals_engine(zibo, text):
-    data, (columns, ids, money) = zibo
+def test_zibo_numpy_equals_engine(zibo, zibo_overspending, zibo_chunked, variant, text):
+    data, (columns, ids, money) = {"plain": zibo, "overspending": zibo_overspending, "chunked": zibo_chunked}[variant]
     inp = ref.read_inputs(data, text)
     out = ref.zibo_numpy(inp, ref.dip_catalogue())
     check = ref.compare_with_engine("zibo numpy", out, inp.ids, columns, ids, money)
     assert_equal(check)
     assert check.not_covered == []  # every value the engine writes is checked
     assert set(out) == {"claim", "fund", "account", "institution"}
+    if variant != "plain":  # overspend shared by the adjustment fund, pro rata where it is short
+        assert (columns["account"]["overspend_share"] > 0).any()
+        assert (columns["fund"]["overspend_share_ratio"] < 1).any()
 
 
 def test_zibo_loop_equals_engine(zibo):
@@ -114,9 +133,10 @@ def test_jingdezhen_numpy_equals_engine(jingdezhen, variant, text):
     check = ref.compare_with_engine("jingdezhen numpy", out, inp.ids, columns, ids, money)
     assert_equal(check)
     assert check.not_covered == ["community.ineligibility_reason"]
-    if variant == "eligible":  # both ways of the year-end clearing are exercised
-        community = columns["community"]
-        assert (community["overspend"] > 0).any() and (community["surplus"] > 0).any()
+    if variant == "eligible":  # every band of the year-end clearing is exercised, and the risk-fund cap
+        counts = ref.band_counts(columns["community"])
+        assert all(counts.values()), counts
+        assert counts["risk_fund_cap_binds"] < counts["overspend_5_to_10pct"] + counts["overspend_above_10pct"]
 
 
 def test_jingdezhen_loop_equals_engine(jingdezhen):
