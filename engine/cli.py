@@ -24,7 +24,7 @@ def resolve_policy(city: str, situation: dict | None = None) -> Policy:
     if city.endswith((".yaml", ".yml")) or "/" in city:
         return load_policy_file(city)
     period = situation.get("period") if isinstance(situation, dict) else None
-    registry = Registry.load()
+    registry = Registry.load_city(city)
     try:
         return registry.pick(city, parse_period(period) if period is not None else None)
     except UnknownCity:
@@ -149,7 +149,8 @@ def cmd_settle(args) -> int:
 
 def cmd_serve(args) -> int:
     import uvicorn
-    uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port)
+    uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, access_log=False)  # medpay logs requests itself, without ids
     return 0
 
 
@@ -207,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (one per core serves most)")
     p.set_defaults(fn=cmd_serve)
     return ap
 

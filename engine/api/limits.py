@@ -1,10 +1,17 @@
-"""An ASGI guard on request body size, counted as the body arrives (请求体大小限制)."""
+"""The ASGI guard in front of the app: body size counted as it arrives, the engine version header,
+and a request log of sizes and timings only — never ids or amounts (请求体限制与请求日志)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 
+from engine import __version__
 from engine.settings import LIMITS
+
+log = logging.getLogger("medpay.api")
+VERSION_HEADER = (b"x-medpay-engine", __version__.encode())
 
 
 class _TooLarge(Exception):
@@ -23,7 +30,8 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._refuse(send)
-        received, started = 0, False
+        received, started, status = 0, False, 0
+        began = time.perf_counter()
 
         async def counted():
             nonlocal received
@@ -35,16 +43,21 @@ class BodyLimit:
             return message
 
         async def tracking_send(message):
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
-                started = True
+                started, status = True, message["status"]
+                message = {**message, "headers": [*message.get("headers", []), VERSION_HEADER]}
             await send(message)
 
         try:
             await self.app(scope, counted, tracking_send)
         except _TooLarge:
             if not started:
+                status = 413
                 await self._refuse(send)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s %s %s in=%sB %.1fms", scope["method"], scope["path"], status, received,
+                     (time.perf_counter() - began) * 1000)
 
     async def _refuse(self, send):
         body = json.dumps({"error": "request_too_large", "detail": [{

@@ -28,7 +28,7 @@ def entity_file(folder: Path, entity: str) -> Path | None:
 
 def read_table(path: Path) -> pa.Table:
     if path.suffix == ".parquet":
-        return pq.read_table(path)
+        return pq.ParquetFile(path).read()  # (pq.read_table would import pyarrow.dataset and pandas)
     return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
 
 

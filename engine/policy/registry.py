@@ -42,6 +42,19 @@ class Registry:
                 reg.problems[str(file)] = err.diagnostics
         return reg
 
+    @classmethod
+    def load_city(cls, city: str, folder: Path = POLICY_DIR) -> Registry:
+        """Only the files that look like this city's (`city.yaml`, `city_2026.yaml`, …); all files
+        when none of them holds it (a policy's id need not be its file name)."""
+        reg = cls()
+        for file in policy_files(folder):
+            if file.stem == city or file.stem.startswith((f"{city}_", f"{city}-", f"{city}@")):
+                try:
+                    reg.add(load_policy_file(file))
+                except PolicyError as err:
+                    reg.problems[str(file)] = err.diagnostics
+        return reg if city in reg.cities or reg.problems else cls.load(folder)
+
     def add(self, policy: Policy) -> None:
         versions = [p for p in self.cities.get(policy.id, []) if p.meta.version != policy.meta.version]
         versions.append(policy)

@@ -52,22 +52,22 @@ class Population:
         spec = self.model.entities[entity].chain
         n = self.sizes[entity]
         link = self.links[(entity, spec.by)]
-        chain_id = np.where(link >= 0, link, self.sizes.get(spec.by, 0) + np.arange(n))
-        keys = [np.arange(n)]
-        for name in reversed(spec.order):
-            col = self.columns[entity][name]
-            keys.append(_sortable(col))
-        keys.append(chain_id)
-        order = np.lexsort(keys)
-        sorted_chain = chain_id[order]
-        same = np.zeros(n, dtype=bool)
-        same[1:] = sorted_chain[1:] == sorted_chain[:-1]
         prev = np.full(n, -1, dtype=np.int64)
-        prev[order[1:][same[1:]]] = order[:-1][same[1:]]
-        starts = np.where(~same)[0]
-        run_start = starts[np.searchsorted(starts, np.arange(n), side="right") - 1] if n else starts
-        position = np.empty(n, dtype=np.int64)
-        position[order] = np.arange(n) - run_start
+        position = np.zeros(n, dtype=np.int64)  # a row in no chain is a chain of one
+        rows = np.flatnonzero(link >= 0)  # only the chained rows need ordering
+        if len(rows):
+            keys = [rows]
+            for name in reversed(spec.order):
+                keys.append(_sortable(self.columns[entity][name][rows]))
+            keys.append(link[rows])
+            order = rows[np.lexsort(keys)]
+            sorted_chain = link[order]
+            same = np.zeros(len(order), dtype=bool)
+            same[1:] = sorted_chain[1:] == sorted_chain[:-1]
+            prev[order[1:][same[1:]]] = order[:-1][same[1:]]
+            starts = np.flatnonzero(~same)
+            run_start = starts[np.searchsorted(starts, np.arange(len(order)), side="right") - 1]
+            position[order] = np.arange(len(order)) - run_start
         result = ChainOrder(prev, position, int(position.max()) + 1 if n else 0)
         self._chains[entity] = result
         return result
