@@ -349,7 +349,7 @@ def bench_api(duration: int, connections: list[int]) -> dict:
     port = free_port()
     DATA.mkdir(parents=True, exist_ok=True)
     server_log = DATA / "api-server.log"
-    serve = [*medpay(), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = [*medpay(), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(ARGS_WORKERS[0])]
     log(f"  starting: {shlex.join(serve)}")
     with server_log.open("w") as logfile:
         proc = subprocess.Popen(serve, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT)
@@ -520,6 +520,9 @@ def report(res: dict) -> str:
     return "\n\n".join(parts)
 
 
+ARGS_WORKERS = [2]  # server processes for --api, set from the command line
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--claims", type=int, help="claims per city (default 1,000,000; --quick 100,000)")
@@ -535,12 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api", action="store_true", help="also load-test `medpay serve` with wrk")
     ap.add_argument("--api-duration", type=int, help="seconds per wrk run (default 10; --quick 3)")
     ap.add_argument("--api-connections", default="1,8", help="wrk connections, one run each (default 1,8)")
+    ap.add_argument("--api-workers", type=int, default=2, help="server processes for --api (default 2: one per core)")
     ap.add_argument("--out", help="results JSON (default bench/results.json, --quick bench/results-quick.json)")
     ap.add_argument("--quiet-wait", type=float, default=120.0,
                     help="seconds to wait, before each measurement, for other processes to use less than "
                          "--quiet-cores (default 120; 0: do not wait)")
     ap.add_argument("--quiet-cores", type=float, default=0.3)
     args = ap.parse_args(argv)
+    ARGS_WORKERS[0] = args.api_workers
     QUIET.update({"max_wait_s": args.quiet_wait, "threshold_cores": args.quiet_cores})
     claims = args.claims or (100_000 if args.quick else 1_000_000)
     repeats = args.repeats or (1 if args.quick else 3)
