@@ -520,7 +520,7 @@ def report(res: dict) -> str:
     return "\n\n".join(parts)
 
 
-ARGS_WORKERS = [2]  # server processes for --api, set from the command line
+ARGS_WORKERS = [1]  # server processes for --api, set from the command line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api", action="store_true", help="also load-test `medpay serve` with wrk")
     ap.add_argument("--api-duration", type=int, help="seconds per wrk run (default 10; --quick 3)")
     ap.add_argument("--api-connections", default="1,8", help="wrk connections, one run each (default 1,8)")
-    ap.add_argument("--api-workers", type=int, default=2, help="server processes for --api (default 2: one per core)")
+    ap.add_argument("--api-workers", type=int, default=1, help="server processes for --api (default 1; 2 showed a 40 ms stall per request in uvicorn's multi-process mode)")
     ap.add_argument("--out", help="results JSON (default bench/results.json, --quick bench/results-quick.json)")
     ap.add_argument("--quiet-wait", type=float, default=120.0,
                     help="seconds to wait, before each measurement, for other processes to use less than "
