@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
 from engine.api import describe
+from engine.api.evaluation import evaluated, situation_data
 from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.errors import LimitExceeded, PolicyError, SituationError
@@ -24,11 +24,9 @@ from engine.policy.loader import load_policy_text
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
-from engine.run.evaluate import evaluate
 from engine.run.situation import parse_period
 
 log = logging.getLogger("medpay.api")
-INLINE_ROWS = 200  # requests up to this many rows are evaluated on the event loop
 COMMON_ERRORS = {
     422: {"model": ErrorBody, "description": "the request has faults; each names its JSON path"},
     413: {"model": ErrorBody, "description": "the request is larger than a limit (MEDPAY_MAX_BODY_BYTES, MEDPAY_MAX_ROWS)"},
@@ -121,20 +119,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,
               responses=ERRORS)
     async def evaluate_city(city: str,
-                      situation: Annotated[Situation, Body(openapi_examples=demo_examples())],
-                      request: Request,
-                      trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
-        data = situation.model_dump(exclude_none=True)
-        if isinstance(situation.period, str):
-            data["period"] = situation.period
-        policy = store.registry.pick(city, parse_period(data.get("period")))
-        rows = sum(len(v) for v in data.get("entities", {}).values())
-        if rows <= INLINE_ROWS:  # a few rows: quicker here than handed to a worker thread
-            result = evaluate(policy, data, trace=trace)
-        else:
-            result = await run_in_threadpool(evaluate, policy, data, trace)
-        headers = {"X-Medpay-Policy": f"{policy.id}@{policy.meta.version}"}
-        return JSONResponse(result, headers=headers)
+                            situation: Annotated[Situation, Body(openapi_examples=demo_examples())],
+                            trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
+        data = situation_data(situation)
+        return await evaluated(store.registry.pick(city, parse_period(data.get("period"))), data, trace)
 
     @app.post("/v1/validate", summary="check a policy's YAML text (nothing is loaded)",
               response_model=ValidateResponse)

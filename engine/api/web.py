@@ -19,9 +19,9 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from engine.api.evaluation import evaluated, situation_data
 from engine.api.models import DEMO_DIR, ErrorBody, Result, Situation
 from engine.policy.registry import UnknownCity
-from engine.run.evaluate import evaluate
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -95,8 +95,8 @@ def demo(name: str) -> Any:
              summary="evaluate a situation with one named version of the policy (for comparing versions)",
              responses={404: {"model": ErrorBody, "description": "unknown city or version"},
                         422: {"model": ErrorBody, "description": "the situation has faults"}})
-def evaluate_version(city: str, version: str, situation: Annotated[Situation, Body()], request: Request,
-                     trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
+async def evaluate_version(city: str, version: str, situation: Annotated[Situation, Body()], request: Request,
+                           trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
     versions = request.app.state.store.registry.cities.get(city)
     if not versions:
         raise UnknownCity(city)
@@ -105,8 +105,4 @@ def evaluate_version(city: str, version: str, situation: Annotated[Situation, Bo
         known = ", ".join(p.meta.version for p in versions)
         return _not_found("unknown_version", "version", f"{city} has no version '{version}' (versions: {known})",
                           f"{city} 没有版本“{version}”（现有版本：{known}）")
-    data = situation.model_dump(exclude_none=True)
-    if isinstance(situation.period, str):
-        data["period"] = situation.period
-    result = evaluate(policy, data, trace=trace)
-    return JSONResponse(result, headers={"X-Medpay-Policy": f"{policy.id}@{policy.meta.version}"})
+    return await evaluated(policy, situation_data(situation), trace)

@@ -82,6 +82,21 @@ def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumn
     return cols
 
 
+def read_entities(model, folder: Path, skip: tuple[str, ...] = ()) -> dict[str, EntityColumns]:
+    """Every entity file present in the folder (but those in `skip`); a file for an entity that
+    is made from another's rows (accounts, episodes) is a fault."""
+    data = {}
+    for name, entity in model.entities.items():
+        path = entity_file(folder, name)
+        if path is None or name in skip:
+            continue
+        if entity.derived:
+            raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
+                                             "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
+        data[name] = read_entity(path, entity)
+    return data
+
+
 def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str]) -> None:
     """Write id + computed columns as Parquet; money rounded half-up to the fen."""
     arrays = {"id": ids if isinstance(ids, pa.ChunkedArray) else pa.array(list(ids), pa.string())}

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.batch import partition
-from engine.batch.io import entity_columns, entity_file, read_entity, read_table, write_entity
+from engine.batch.io import entity_columns, entity_file, read_entities, read_table, write_entity
 from engine.errors import InputFault, SituationError
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
@@ -62,15 +62,7 @@ def folder_period(folder: Path, given: str | None) -> Period:
 
 def load(policy: Policy, folder: Path, period: Period) -> Population:
     """Read every entity file present and assemble the population."""
-    data = {}
-    for name, entity in policy.model.entities.items():
-        path = entity_file(folder, name)
-        if path is None:
-            continue
-        if entity.derived:
-            raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
-                                             "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
-        data[name] = read_entity(path, entity)
+    data = read_entities(policy.model, folder)
     if not data:
         raise SituationError([InputFault(str(folder), "no entity files (claim.parquet, institution.csv, …) found",
                                          "未找到实体文件")])
@@ -208,15 +200,7 @@ def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
 
 
 def _small_entities(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
-    data = {}
-    for name, entity in policy.model.entities.items():
-        path = entity_file(folder, name)
-        if path is None or name == BIG:
-            continue
-        if entity.derived:
-            raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
-                                             "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
-        data[name] = read_entity(path, entity)
+    data = read_entities(policy.model, folder, skip=(BIG,))
     if not data and entity_file(folder, BIG) is None:
         raise SituationError([InputFault(str(folder), "no entity files (claim.parquet, institution.csv, …) found",
                                          "未找到实体文件")])

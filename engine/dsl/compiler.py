@@ -121,8 +121,8 @@ class Compiler:
         key = self.node(node.key)
 
         def by_category(frame: Frame):
-            return builtins.per_version(frame, name, key(frame),
-                                        lambda mapping, keys: builtins.map_lookup(frame, name, mapping, keys))
+            return builtins.per_version(frame, name,
+                                        lambda mapping, rows: builtins.map_lookup(rows, name, mapping, key(rows)))
         return by_category
 
     # ---- calls -------------------------------------------------------------------------
@@ -183,18 +183,8 @@ class Compiler:
 
     def _bands_param(self, amount: Fn, base: Fn | None, name: str) -> Fn:
         def from_parameter(frame: Frame):
-            versions = frame.ctx.versions(name)
-            if len(versions) == 1:
-                table = versions[0]
-                return builtins.cumulative(amount(frame), table["edges"], table["rates"],
-                                           base(frame) if base else None)
-            idx = frame.ctx.parameter(name).version_index(frame.dates())
-            out = np.zeros(frame.size)
-            for v in np.unique(idx):
-                sub = frame.subset(np.flatnonzero(idx == v))
-                out[idx == v] = builtins.cumulative(amount(sub), versions[v]["edges"], versions[v]["rates"],
-                                                    base(sub) if base else None)
-            return out
+            return builtins.per_version(frame, name, lambda table, rows: builtins.cumulative(
+                amount(rows), table["edges"], table["rates"], base(rows) if base else None))
         return from_parameter
 
     def _call_step(self, node: ast.Call, info: CallInfo) -> Fn:

@@ -281,14 +281,14 @@ def map_lookup(frame: Frame, name: str, mapping: dict, keys) -> np.ndarray:
     return filled[where]
 
 
-def per_version(frame: Frame, name: str, x, apply: Callable[[Any, Any], Any]):
-    """Apply a parameter-valued operation row by row with the version in force on each row's date."""
+def per_version(frame: Frame, name: str, apply: Callable[[Any, Frame], Any]):
+    """`apply(value, rows)` with the parameter's value in force on each row's date: once over the
+    whole frame when there is one version, else once per version over the rows it covers."""
     versions = frame.ctx.versions(name)
     if len(versions) == 1:
-        return apply(versions[0], x)
+        return apply(versions[0], frame)
     idx = frame.ctx.parameter(name).version_index(frame.dates())
-    xs = frame.full(x)
-    parts = {int(v): apply(versions[int(v)], xs[idx == v]) for v in np.unique(idx)}
+    parts = {int(v): apply(versions[int(v)], frame.subset(np.flatnonzero(idx == v))) for v in np.unique(idx)}
     out = np.empty(frame.size, dtype=np.result_type(*[np.asarray(p) for p in parts.values()]))
     for v, part in parts.items():
         out[idx == v] = part

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.batch import partition as part
-from engine.batch.io import entity_file, read_entity
+from engine.batch.io import entity_file, read_entities
 from engine.batch.settle import Summary, peak_rss_mb, write
 from engine.errors import InputFault, SituationError
 from engine.plan.rounds import split
@@ -66,12 +66,7 @@ def _driver_population(policy: Policy, folder: Path, claims, period: Period):
     from the distinct keys Spark finds; claim links to unknown ids are faults."""
     from pyspark.sql import functions as F
     model = policy.model
-    data = {}
-    for name, entity in model.entities.items():
-        path = entity_file(folder, name)
-        if name == BIG or entity.derived or path is None:
-            continue
-        data[name] = read_entity(path, entity)
+    data = read_entities(model, folder, skip=(BIG,))
     claim_entity = model.entities[BIG]
     faults = []
     for link, target in claim_entity.links.items():
