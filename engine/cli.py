@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+from engine.compile.build import load_policy_file
 from engine.errors import PolicyError, SituationError
-from engine.policy.loader import load_policy_file
+from engine.explain.trace import build_trace
+from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
-from engine.run.situation import parse_period
 
 EXIT_POLICY, EXIT_INPUT = 1, 2
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
@@ -38,7 +39,7 @@ def resolve_policy(city: str, situation: dict | None = None) -> Policy:
 def cmd_run(args) -> int:
     situation = _load_situation(args.situation)
     policy = resolve_policy(args.city, situation)
-    result = evaluate(policy, situation, trace=args.trace)
+    result = evaluate(policy, situation, build_trace if args.trace else None)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -54,7 +55,7 @@ def cmd_explain(args) -> int:
     from engine.explain.tree import render_tree
     situation = _load_situation(args.situation)
     policy = resolve_policy(args.city, situation)
-    result = evaluate(policy, situation, trace=True)
+    result = evaluate(policy, situation, build_trace)
     if args.target not in result["trace"]:
         print(f"no value {args.target} in this run (write entity.id.variable) / 本次计算中没有 {args.target}",
               file=sys.stderr)

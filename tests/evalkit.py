@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from engine.policy.loader import load_policy_text
+from engine.compile.build import load_policy_text
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.compile.build import load_policy_text
 from engine.errors import PolicyError
-from engine.policy.loader import load_policy_text
 
 FOLDER = Path(__file__).parent / "bad_policies"
 FIXTURES = sorted(FOLDER.glob("*.yaml"))

@@ -9,6 +9,7 @@ import pytest
 from evalkit import by_id, make_policy, run, warning_codes
 
 from engine.errors import SituationError
+from engine.explain.trace import build_trace
 from engine.run.evaluate import evaluate
 
 # ---- supplied values 输入值覆盖公式 ---------------------------------------------------------
@@ -32,7 +33,7 @@ def test_a_supplied_value_replaces_the_formula_on_its_row_only():
 def test_supplied_on_every_row_and_in_the_trace():
     policy = make_policy({"claim": {"covered": "total_cost - self_pay_items", "half": "covered / 2"}})
     result = evaluate(policy, {"period": "2024", "entities": {"claim": [
-        {"id": "a", "total_cost": 10, "covered": 4}, {"id": "b", "total_cost": 10, "covered": 6}]}}, trace=True)
+        {"id": "a", "total_cost": 10, "covered": 4}, {"id": "b", "total_cost": 10, "covered": 6}]}}, tracer=build_trace)
     assert by_id(result, "claim", "half") == {"a": 2.0, "b": 3.0}
     supplied = result["trace"]["claim.a.covered"]
     assert supplied["value"] == 4.0 and supplied["formula"] is None and supplied["inputs"] == {}
@@ -230,7 +231,7 @@ def test_trace_gives_formula_inputs_and_clause():
         "institution": [{"id": "H1", "level": 1}, {"id": "H3", "level": 3}],
         "claim": [{"id": "c1", "institution": "H1", "episode": "E", "total_cost": 1000.005, "admit_date": "2024-01-01"},
                   {"id": "c2", "institution": "H3", "episode": "E", "total_cost": 5000, "admit_date": "2024-01-05"}],
-    }}, trace=True)
+    }}, tracer=build_trace)
     trace = result["trace"]
     due = trace["claim.c2.due"]
     assert due["value"] == 600.0

@@ -13,13 +13,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.compile.build import load_policy_file, load_policy_text
+from engine.compile.compiler import Compiler
+from engine.compile.functions import FUNCTIONS
 from engine.dsl.checker import Checker
-from engine.dsl.compiler import Compiler
 from engine.dsl.parser import parse_formula
 from engine.errors import FormulaError, PolicyError, SituationError
 from engine.model.spec import Label, Variable
 from engine.plan.plan import Step
-from engine.policy.loader import load_policy_file, load_policy_text
 from engine.run.evaluate import evaluate, evaluate_situation, run_step
 from engine.run.frame import RunContext
 from engine.run.situation import parse_period, read_situation
@@ -81,7 +82,7 @@ def numeric():
 def run_formula(text: str, entity: str = "claim") -> None:
     """Check, compile and evaluate a formula on the template's basic situation."""
     node = parse_formula(text)
-    checker = Checker(POLICY.model, POLICY.parameters, POLICY.tables)
+    checker = Checker(POLICY.model, POLICY.parameters, POLICY.tables, FUNCTIONS)
     checked, var = None, None
     for typ in ("number", "bool", "string", "date"):
         var = Variable("fuzz_value", entity, type=typ, label=Label("模糊", "fuzz"), formula=text, node=node)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.policy.loader import load_policy_file
+from engine.compile.build import load_policy_file
 from engine.run.evaluate import evaluate
 
 FOLDER = Path(__file__).parent / "good_policies"

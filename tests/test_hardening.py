@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
-from engine.policy.loader import load_policy_text
+from engine.compile.build import load_policy_text
 from engine.run.evaluate import evaluate
 from engine.settings import Limits
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.policy.loader import load_policy_file
+from engine.compile.build import load_policy_file
 from engine.run.evaluate import evaluate
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "policies" / "_template.yaml"

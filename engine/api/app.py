@@ -19,12 +19,12 @@ from engine.api import describe
 from engine.api.evaluation import evaluated, situation_data
 from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
+from engine.compile.build import load_policy_text
 from engine.errors import LimitExceeded, PolicyError, SituationError
-from engine.policy.loader import load_policy_text
+from engine.period import parse_period
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
-from engine.run.situation import parse_period
 
 log = logging.getLogger("medpay.api")
 COMMON_ERRORS = {

@@ -6,6 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from engine.api.models import Situation
+from engine.explain.trace import build_trace
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
 
@@ -24,8 +25,9 @@ async def evaluated(policy: Policy, data: dict, trace: bool) -> JSONResponse:
     """The result, with the `X-Medpay-Policy: city@version` header; a few rows are quicker
     evaluated here than handed to a worker thread."""
     rows = sum(len(v) for v in data.get("entities", {}).values())
+    tracer = build_trace if trace else None
     if rows <= INLINE_ROWS:
-        result = evaluate(policy, data, trace=trace)
+        result = evaluate(policy, data, tracer)
     else:
-        result = await run_in_threadpool(evaluate, policy, data, trace)
+        result = await run_in_threadpool(evaluate, policy, data, tracer)
     return JSONResponse(result, headers={"X-Medpay-Policy": f"{policy.id}@{policy.meta.version}"})

@@ -13,8 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 from engine.batch.io import entity_columns
-from engine.dsl import ast
-from engine.dsl.compiler import Compiler
+from engine.compile.compiler import Compiler
+from engine.compile.functions import FUNCTIONS
+from engine.dsl import typed as T
 from engine.plan.rounds import Aggregation
 from engine.policy.spec import Policy
 from engine.run.builtins import gather
@@ -119,9 +120,9 @@ def _evaluate(policy: Policy, pop: Population, table: pa.Table, big: str, step_n
 def find_aggregation(policy: Policy, key: tuple) -> Aggregation:
     entity, name, pos = key
     step = policy.plan.by_key[(entity, name)]
-    for node in ast.walk(step.checked.node):
-        if isinstance(node, ast.Call) and node.pos == pos:
-            return Aggregation(key, step, node, step.checked.notes[id(node)].path)
+    for node in T.walk(step.checked.node):
+        if isinstance(node, T.Call) and node.kind == "aggregate" and node.pos == pos:
+            return Aggregation(key, step, node, list(node.path))
     raise KeyError(key)
 
 
@@ -146,11 +147,10 @@ def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: 
     parts = []
     for key in keys:
         agg = find_aggregation(policy, key)
-        compiler.notes, compiler.key = agg.owner.checked.notes, None
-        values = frame.full(compiler.node(agg.node.args[0])(frame)).astype(float)
+        values = frame.full(compiler.expr(agg.node.args[0])(frame)).astype(float)
         keep = pop.parent_index(big, agg.path) >= 0
         if agg.node.where is not None:
-            keep &= frame.full(compiler.node(agg.node.where)(frame)).astype(bool)
+            keep &= frame.full(compiler.expr(agg.node.where)(frame)).astype(bool)
         groups = pop.parent_index(big, agg.path)[keep]
         size = pop.sizes[agg.parent]
         rows = np.bincount(groups, minlength=size)
@@ -175,6 +175,12 @@ def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: 
 
 def encode_key(key: tuple) -> str:
     return f"{key[0]}.{key[1]}@{key[2]}"
+
+
+def combine_aggregation(agg: Aggregation, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:
+    """An aggregation's values over the driver's parent rows, combined as its built-in's registry
+    entry says (sum, count, mean, min, max, any, all)."""
+    return combine(FUNCTIONS[agg.node.function].partial, parent_ids, partials)
 
 
 def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 from engine.batch import partition
 from engine.batch.io import entity_columns, entity_file, read_entities, read_table, write_entity
 from engine.errors import InputFault, SituationError
+from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 from engine.run.population import Population
-from engine.run.situation import Period, parse_period
 
 BIG = "claim"
 CHUNK_ROWS = int(os.environ.get("MEDPAY_CHUNK_ROWS", "1000000"))
@@ -152,8 +152,8 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
             for agg in rounds.aggregations[r]:
                 ids = [str(x) for x in list(pop.ids[agg.parent])]
                 found = sums.get(partition.encode_key(agg.key), {})
-                ctx.precomputed[agg.key] = partition.combine(agg.node.function, ids,
-                                                             [(p, *v) for p, v in found.items()])
+                ctx.precomputed[agg.key] = partition.combine_aggregation(agg, ids,
+                                                                         [(p, *v) for p, v in found.items()])
         for step in rounds.small_steps[r]:
             run_step(step, pop, ctx)
             if on_step:

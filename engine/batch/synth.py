@@ -21,8 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.dsl import ast
-from engine.dsl.checker import Ref
+from engine.dsl import typed as T
 from engine.policy.spec import Policy
 
 LEVEL_SHARE = (0.6, 0.28, 0.12)
@@ -41,26 +40,22 @@ def policy_usage(policy: Policy) -> Usage:
     literals: dict[tuple[str, str], set[str]] = {}
     keys: dict[tuple[str, str], tuple[str, str]] = {}
     for step in policy.plan.steps:
-        notes = step.checked.notes
-        for node in ast.walk(step.checked.node):
-            if isinstance(node, ast.Binary) and node.op in ("==", "!="):
+        for node in T.walk(step.checked.node):
+            if isinstance(node, T.Compare) and node.op in ("==", "!="):
                 pairs = [(node.left, node.right), (node.right, node.left)]
-            elif isinstance(node, ast.InList):
-                pairs = [(node.value, item) for item in node.options.items]
-            elif isinstance(node, ast.Call) and node.function == "lookup":
-                table = notes[id(node.args[0])].name
+            elif isinstance(node, T.InList):
+                pairs = [(node.value, item) for item in node.options]
+            elif isinstance(node, T.Call) and node.kind == "lookup":
+                table = node.args[0].table
                 for key_col, arg in zip(policy.tables[table].key, node.args[1:], strict=False):
-                    ref = notes.get(id(arg))
-                    if isinstance(ref, Ref) and ref.kind == "var" and not ref.path:
-                        keys.setdefault((ref.entity, ref.name), (table, key_col))
+                    if isinstance(arg, T.Var) and not arg.path:
+                        keys.setdefault((arg.owner, arg.name), (table, key_col))
                 continue
             else:
                 continue
             for name, lit in pairs:
-                ref = notes.get(id(name))
-                if isinstance(ref, Ref) and ref.kind == "var" and isinstance(lit, ast.Literal) \
-                        and lit.kind == "string" and lit.value:
-                    literals.setdefault((ref.entity, ref.name), set()).add(lit.value)
+                if isinstance(name, T.Var) and isinstance(lit, T.Literal) and lit.kind == "string" and lit.value:
+                    literals.setdefault((name.owner, name.name), set()).add(lit.value)
     return Usage(literals, keys)
 
 

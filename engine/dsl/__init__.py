@@ -1,1 +1,1 @@
-"""The formula language: parse → check → compile (公式语言：解析、检查、编译)."""
+"""The formula language: parse, then check into a typed tree (公式语言：解析、检查)."""

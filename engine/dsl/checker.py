@@ -1,27 +1,38 @@
 """Static checks of a formula: names, entity levels, types; collects dependencies (公式检查).
 
-The checker annotates the syntax tree (by node identity) with what each name refers to and
-what each call does, so that the compiler never has to guess.
+The checker translates the syntax tree into the typed tree (engine.dsl.typed): every name
+resolved, every node typed and placed on its entity, every call bound to its built-in. Built-in
+functions are checked by their own entries in the function table the checker is given.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from engine.dsl import ast
-from engine.dsl.signatures import AGGREGATES, CHAIN_BEFORE, CHAIN_FUNCTIONS, ELEMENTWISE, KNOWN_FUNCTIONS
+from engine.dsl import typed as T
 from engine.errors import FormulaError
 from engine.model.model import Model
-from engine.model.spec import Variable
-from engine.policy.spec import Parameter, Table
+from engine.model.spec import MONEY_UNITS, Variable
 
 NUMERIC = "number"
 
 
+class FunctionCheck(Protocol):
+    """What the checker needs of a built-in: whether it filters rows, and its own check."""
+
+    name: str
+    takes_where: bool
+
+    def check(self, checker: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call: ...
+
+
 @dataclass
 class Ref:
-    """What a Name refers to."""
+    """What a dotted name resolves to (while checking it)."""
 
     kind: str  # var | param | table | column | rows
     name: str
@@ -31,21 +42,11 @@ class Ref:
 
 
 @dataclass
-class CallInfo:
-    """How a Call is evaluated: aggregation child and path, allocation group path."""
-
-    kind: str  # elementwise | aggregate | chain | lookup | bands | step | allocate
-    child: str | None = None
-    path: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Checked:
-    """A checked formula: its type, annotations and what it depends on."""
+    """A checked formula: its typed tree and what it depends on."""
 
-    node: ast.Node
+    node: T.Expr
     type: str
-    notes: dict[int, Ref | CallInfo]
     deps: set[tuple[str, str]]
     params: set[str]
     tables: set[str]
@@ -61,71 +62,82 @@ def _err(code: str, en: str, zh: str, node: ast.Node) -> FormulaError:
     return FormulaError(code, en, zh, node.pos)
 
 
-class Checker:
-    """Checks formulas of one policy against its model, parameters and tables."""
+def error(code: str, en: str, zh: str, node: ast.Node) -> FormulaError:
+    """A formula error (English, Chinese) at the position of `node`."""
+    return _err(code, en, zh, node)
 
-    def __init__(self, model: Model, parameters: dict[str, Parameter], tables: dict[str, Table]):
+
+class Checker:
+    """Checks formulas of one policy against its model, parameters, tables and built-in functions,
+    and translates each into its typed tree."""
+
+    def __init__(self, model: Model, parameters: Mapping[str, Any], tables: Mapping[str, Any],
+                 functions: Mapping[str, FunctionCheck]):
         self.model, self.parameters, self.tables = model, parameters, tables
+        self.functions = functions
 
     # ---- entry point -------------------------------------------------------------------
     def check(self, variable: Variable) -> Checked:
         self.variable = variable
-        self.notes: dict[int, Ref | CallInfo] = {}
         self.deps: set[tuple[str, str]] = set()
         self.params: set[str] = set()
         self.tables_used: set[str] = set()
         self.recurrent = False
-        typ = self.expr(variable.node, variable.entity, in_before=False)
-        want = variable.type
+        node = self.expr(variable.node, variable.entity, in_before=False)
+        typ, want = node.type, variable.type
         if not _compatible(want, typ):
             raise FormulaError("wrong_result_type",
                                f"the formula gives a {_type_name(typ)} but '{variable.name}' is declared as a "
                                f"{_type_name(want)} (type: {want})",
                                f"公式结果是{_type_zh(typ)}，但“{variable.name}”声明为{_type_zh(want)}（type: {want}）", 0)
-        return Checked(variable.node, typ, self.notes, self.deps, self.params, self.tables_used,
-                       self.recurrent)
+        return Checked(node, typ, self.deps, self.params, self.tables_used, self.recurrent)
 
     # ---- expressions -------------------------------------------------------------------
-    def expr(self, node: ast.Node, scope: str, in_before: bool) -> str:
+    def expr(self, node: ast.Node, scope: str, in_before: bool) -> T.Expr:
+        """The typed tree of `node`, evaluated on entity `scope`; `in_before`: inside a function
+        that reads only earlier rows of a chain."""
         method = getattr(self, "_" + type(node).__name__.lower())
         return method(node, scope, in_before)
 
-    def _literal(self, node: ast.Literal, scope: str, in_before: bool) -> str:
-        return node.kind
+    def _literal(self, node: ast.Literal, scope: str, in_before: bool) -> T.Expr:
+        return T.Literal(node.pos, node.kind, scope, node.value, node.kind, syntax=node)
 
-    def _listexpr(self, node: ast.ListExpr, scope: str, in_before: bool) -> str:
-        types = {self.expr(item, scope, in_before) for item in node.items}
+    def _listexpr(self, node: ast.ListExpr, scope: str, in_before: bool) -> T.Expr:
+        items = tuple(self.expr(item, scope, in_before) for item in node.items)
+        types = {item.type for item in items}
         if len(types) > 1:
             raise _err("mixed_list", "a list mixes different kinds of values",
                        "列表中混有不同类型的值", node)
-        return "list:" + (types.pop() if types else NUMERIC)
+        typ = "list:" + (types.pop() if types else NUMERIC)
+        return T.ListOf(node.pos, typ, scope, items, money=_same_money(items), syntax=node)
 
-    def _unary(self, node: ast.Unary, scope: str, in_before: bool) -> str:
-        typ = self.expr(node.operand, scope, in_before)
+    def _unary(self, node: ast.Unary, scope: str, in_before: bool) -> T.Expr:
+        operand = self.expr(node.operand, scope, in_before)
         if node.op == "not":
-            self._want(typ, "bool", node.operand, "not")
-            return "bool"
-        self._want(typ, NUMERIC, node.operand, "-")
-        return NUMERIC
+            self.want(operand.type, "bool", node.operand, "not")
+            return T.Unary(node.pos, "bool", scope, "not", operand, money=False, syntax=node)
+        self.want(operand.type, NUMERIC, node.operand, "-")
+        return T.Unary(node.pos, NUMERIC, scope, "-", operand, money=operand.money, syntax=node)
 
-    def _binary(self, node: ast.Binary, scope: str, in_before: bool) -> str:
-        left = self.expr(node.left, scope, in_before)
-        right = self.expr(node.right, scope, in_before)
-        op = node.op
+    def _binary(self, node: ast.Binary, scope: str, in_before: bool) -> T.Expr:
+        left_node = self.expr(node.left, scope, in_before)
+        right_node = self.expr(node.right, scope, in_before)
+        left, right, op = left_node.type, right_node.type, node.op
         if op in ("and", "or"):
-            self._want(left, "bool", node.left, op)
-            self._want(right, "bool", node.right, op)
-            return "bool"
+            self.want(left, "bool", node.left, op)
+            self.want(right, "bool", node.right, op)
+            return T.Binary(node.pos, "bool", scope, op, left_node, right_node, money=False, syntax=node)
         if op in ("+", "-", "*", "/"):
             if op == "-" and left == right == "date":
-                return NUMERIC
+                return T.Binary(node.pos, NUMERIC, scope, op, left_node, right_node, money=False, syntax=node)
             for side, typ in ((node.left, left), (node.right, right)):
                 if typ == "bool":
                     raise _err("bool_arithmetic",
                                f"a yes/no value cannot be used with '{op}'; write (if CONDITION then 1 else 0)",
                                f"是/否值不能参与“{op}”运算；请写 (if 条件 then 1 else 0)", side)
-                self._want(typ, NUMERIC, side, op)
-            return NUMERIC
+                self.want(typ, NUMERIC, side, op)
+            return T.Binary(node.pos, NUMERIC, scope, op, left_node, right_node,
+                            money=_arithmetic_money(op, left_node.money, right_node.money), syntax=node)
         if left != right and not (_compatible(left, right)):
             raise _err("compare_types",
                        f"'{op}' compares a {_type_name(left)} with a {_type_name(right)}",
@@ -133,49 +145,51 @@ class Checker:
         if op not in ("==", "!=") and left not in (NUMERIC, "date"):
             raise _err("order_types", f"'{op}' needs numbers or dates, not a {_type_name(left)}",
                        f"“{op}”只能比较数字或日期，不能比较{_type_zh(left)}", node)
-        self._check_category(node.left, node.right, scope)
-        self._check_category(node.right, node.left, scope)
-        return "bool"
+        self._check_category(left_node, right_node)
+        self._check_category(right_node, left_node)
+        return T.Compare(node.pos, "bool", scope, op, left_node, right_node, money=False, syntax=node)
 
-    def _inlist(self, node: ast.InList, scope: str, in_before: bool) -> str:
+    def _inlist(self, node: ast.InList, scope: str, in_before: bool) -> T.Expr:
         value = self.expr(node.value, scope, in_before)
-        items = self.expr(node.options, scope, in_before)
-        if items.split(":", 1)[1] != value and node.options.items:
-            raise _err("compare_types", f"'in' looks for a {_type_name(value)} in a list of another kind",
-                       f"“in”在另一类型的列表中查找{_type_zh(value)}", node)
-        for item in node.options.items:
-            self._check_category(node.value, item, scope)
-        return "bool"
+        options = self.expr(node.options, scope, in_before)
+        if options.type.split(":", 1)[1] != value.type and node.options.items:
+            raise _err("compare_types", f"'in' looks for a {_type_name(value.type)} in a list of another kind",
+                       f"“in”在另一类型的列表中查找{_type_zh(value.type)}", node)
+        items = options.items if isinstance(options, T.ListOf) else ()
+        for item in items:
+            self._check_category(value, item)
+        return T.InList(node.pos, "bool", scope, value, items, node.negate, money=False, syntax=node)
 
-    def _ifelse(self, node: ast.IfElse, scope: str, in_before: bool) -> str:
-        self._want(self.expr(node.condition, scope, in_before), "bool", node.condition, "if")
+    def _ifelse(self, node: ast.IfElse, scope: str, in_before: bool) -> T.Expr:
+        cond = self.expr(node.condition, scope, in_before)
+        self.want(cond.type, "bool", node.condition, "if")
         then = self.expr(node.then, scope, in_before)
         other = self.expr(node.otherwise, scope, in_before)
-        if not _compatible(then, other):
+        if not _compatible(then.type, other.type):
             raise _err("branch_types",
-                       f"'then' gives a {_type_name(then)} but 'else' gives a {_type_name(other)}",
-                       f"“then”分支是{_type_zh(then)}，而“else”分支是{_type_zh(other)}", node.otherwise)
-        return then
+                       f"'then' gives a {_type_name(then.type)} but 'else' gives a {_type_name(other.type)}",
+                       f"“then”分支是{_type_zh(then.type)}，而“else”分支是{_type_zh(other.type)}", node.otherwise)
+        money = then.money if then.money == other.money else None
+        return T.If(node.pos, then.type, scope, cond, then, other, money=money, syntax=node)
 
-    def _index(self, node: ast.Index, scope: str, in_before: bool) -> str:
+    def _index(self, node: ast.Index, scope: str, in_before: bool) -> T.Expr:
         if not isinstance(node.target, ast.Name):
             raise _err("bad_index", "only a parameter by category can be indexed, as in rate[level]",
                        "只能对分类参数取值，例如 rate[level]", node)
-        self.expr(node.target, scope, in_before)
-        ref = self.notes[id(node.target)]
-        if not (isinstance(ref, Ref) and ref.kind == "param" and self.parameters[ref.name].kind == "map"):
+        target = self.expr(node.target, scope, in_before)
+        if not (isinstance(target, T.Param) and self.parameters[target.name].kind == "map"):
             raise _err("bad_index", f"'{node.target.dotted}' is not a parameter by category; it cannot take [ ]",
                        f"“{node.target.dotted}”不是分类参数，不能用 [ ] 取值", node)
         key = self.expr(node.key, scope, in_before)
-        if key not in (NUMERIC, "string", "bool"):
+        if key.type not in (NUMERIC, "string", "bool"):
             raise _err("bad_index", "a category key must be a number, text or yes/no value",
                        "分类键必须是数字、文本或是/否值", node.key)
-        return self.parameters[ref.name].value_type
+        return T.Index(node.pos, self.parameters[target.name].value_type, scope, target.name, key,
+                       money=target.money, syntax=node)
 
     # ---- names -------------------------------------------------------------------------
-    def _name(self, node: ast.Name, scope: str, in_before: bool) -> str:
+    def _name(self, node: ast.Name, scope: str, in_before: bool) -> T.Expr:
         ref = self.resolve(node, list(node.parts), scope, [])
-        self.notes[id(node)] = ref
         if ref.kind == "var":
             var = self.model.entities[ref.entity].variables[ref.name]
             if ref.entity == self.variable.entity and ref.name == self.variable.name and not ref.path:
@@ -188,19 +202,21 @@ class Checker:
                 self.recurrent = True
             else:
                 self.deps.add((ref.entity, ref.name))
-            return var.type
+            return T.Var(node.pos, var.type, scope, ref.name, ref.entity, tuple(ref.path),
+                         money=var.is_money, syntax=node)
         if ref.kind == "param":
             self.params.add(ref.name)
             param = self.parameters[ref.name]
-            return param.kind if param.kind in ("map", "bands") else param.kind
+            return T.Param(node.pos, param.kind, scope, ref.name, money=param.unit in MONEY_UNITS, syntax=node)
         if ref.kind == "table":
             raise _err("table_needs_column",
                        f"'{ref.name}' is a table; name one of its columns, e.g. {ref.name}.{next(iter(self.tables[ref.name].columns), 'value')}",
                        f"“{ref.name}”是一张表；请指明列名", node)
         if ref.kind == "column":
             self.tables_used.add(ref.name)
-            return "column:" + self.tables[ref.name].column_type(ref.column)
-        return NUMERIC  # rows
+            typ = "column:" + self.tables[ref.name].column_type(ref.column)
+            return T.Column(node.pos, typ, scope, ref.name, ref.column, syntax=node)
+        return T.Rows(node.pos, NUMERIC, scope, money=False, syntax=node)
 
     def resolve(self, node: ast.Name, parts: list[str], scope: str, path: list[str]) -> Ref:
         """Resolve dotted parts in the context of entity `scope` (reached through `path`)."""
@@ -265,51 +281,35 @@ class Checker:
                     f"未知名称“{head}”" + (f"；是否应为“{hint}”？" if hint else "；请在 variables 或 parameters 中声明"),
                     offset)
 
-    def _check_category(self, name_side: ast.Node, literal_side: ast.Node, scope: str) -> None:
+    def _check_category(self, name_side: T.Expr, literal_side: T.Expr) -> None:
         """`setting == "inpatent"`: a text outside a field's declared values is a typo."""
-        if not (isinstance(name_side, ast.Name) and isinstance(literal_side, ast.Literal)
+        if not (isinstance(name_side, T.Var) and isinstance(literal_side, T.Literal)
                 and literal_side.kind == "string"):
             return
-        ref = self.notes.get(id(name_side))
-        if not (isinstance(ref, Ref) and ref.kind == "var"):
-            return
-        values = self.model.entities[ref.entity].variables[ref.name].values
+        values = self.model.entities[name_side.owner].variables[name_side.name].values
         if values and literal_side.value not in values:
             hint = _suggest(literal_side.value, values)
             raise _err("unknown_category",
-                       f"'{literal_side.value}' is not one of the values of {ref.name} ({', '.join(values)})"
+                       f"'{literal_side.value}' is not one of the values of {name_side.name} ({', '.join(values)})"
                        + (f"; did you mean '{hint}'?" if hint else ""),
-                       f"“{literal_side.value}”不是 {ref.name} 的取值之一" + (f"；是否应为“{hint}”？" if hint else ""),
+                       f"“{literal_side.value}”不是 {name_side.name} 的取值之一" + (f"；是否应为“{hint}”？" if hint else ""),
                        literal_side)
 
     # ---- calls -------------------------------------------------------------------------
-    def _call(self, node: ast.Call, scope: str, in_before: bool) -> str:
+    def _call(self, node: ast.Call, scope: str, in_before: bool) -> T.Expr:
         name = node.function
-        if name not in KNOWN_FUNCTIONS:
-            hint = _suggest(name, KNOWN_FUNCTIONS)
+        function = self.functions.get(name)
+        if function is None:
+            hint = _suggest(name, sorted(self.functions))
             raise _err("unknown_function", f"unknown function '{name}'" + (f"; did you mean '{hint}'?" if hint else ""),
                        f"未知函数“{name}”" + (f"；是否应为“{hint}”？" if hint else ""), node)
-        if node.where is not None and name not in AGGREGATES:
+        if node.where is not None and not function.takes_where:
             raise _err("where_not_allowed", f"'where' filters only aggregations (sum, count, …), not {name}",
                        f"“where”只能用于汇总函数（sum、count 等），不能用于 {name}", node.where)
-        if name in ("min", "max") and len(node.args) >= 2:
-            if node.where is not None:  # the smaller of several values: there is nothing to filter
-                raise _err("where_not_allowed",
-                           f"'where' filters the rows of an aggregation such as {name}(claim.total_cost where …); "
-                           f"{name}() of two or more values cannot take it",
-                           f"“where”只能用于汇总，例如 {name}(claim.total_cost where …)；多个值的 {name}() 不能使用",
-                           node.where)
-            return self._elementwise(node, scope, in_before)
-        if name in AGGREGATES:
-            return self._aggregate(node, scope, in_before)
-        if name in CHAIN_FUNCTIONS:
-            return self._chain(node, scope, in_before)
-        handler = getattr(self, "_fn_" + name, None)
-        if handler:
-            return handler(node, scope, in_before)
-        return self._elementwise(node, scope, in_before)
+        return function.check(self, node, scope, in_before)
 
-    def _arity(self, node: ast.Call, low: int, high: int, keywords: tuple[str, ...] = ()) -> None:
+    def arity(self, node: ast.Call, low: int, high: int, keywords: tuple[str, ...] = ()) -> None:
+        """The call has `low` to `high` positional arguments and only the given named ones."""
         n = len(node.args)
         if not low <= n <= high:
             want = str(low) if low == high else f"{low} to {high}"
@@ -322,35 +322,17 @@ class Checker:
                            + (f" (it takes {', '.join(keywords)})" if keywords else ""),
                            f"{node.function}() 没有命名参数“{key}”", value)
 
-    def _elementwise(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        low, high, arg_type, result = ELEMENTWISE[node.function]
-        self._arity(node, low, high, ("digits",) if node.function == "round" else ())
-        for arg in [*node.args, *(v for _, v in node.keywords)]:
-            self._want(self.expr(arg, scope, in_before), arg_type, arg, node.function)
-        self.notes[id(node)] = CallInfo("elementwise")
-        return result
+    def typed_arg(self, node: ast.Node, scope: str, in_before: bool, want: str, where: str) -> T.Expr:
+        """An argument checked to be of type `want` (`where` names the function in the message)."""
+        out = self.expr(node, scope, in_before)
+        self.want(out.type, want, node, where)
+        return out
 
-    def _aggregate(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        name = node.function
-        self._arity(node, 1, 1)
-        children = self._child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
-        if len(children) != 1:
-            en = (f"{name}() needs the values of one child entity of {scope}, e.g. {name}(claim.total_cost)"
-                  if not children else f"{name}() mixes entities {', '.join(sorted(children))}; use one")
-            raise _err("aggregate_needs_child", en,
-                       f"{name}() 需要汇总{scope}下属的一个实体的值，例如 {name}(claim.total_cost)", node)
-        child = children.pop()
-        typ = self.expr(node.args[0], child, in_before=False)
-        if node.where is not None:
-            self._want(self.expr(node.where, child, in_before=False), "bool", node.where, "where")
-        if name in ("any", "all"):
-            self._want(typ, "bool", node.args[0], name)
-        elif name != "count":
-            self._want(typ, NUMERIC, node.args[0], name)
-        self.notes[id(node)] = CallInfo("aggregate", child, self.model.parent_path(child, scope))
-        return "bool" if name in ("any", "all") else NUMERIC
+    def keywords(self, node: ast.Call, scope: str, in_before: bool) -> tuple[tuple[str, T.Expr], ...]:
+        return tuple((key, self.expr(value, scope, in_before)) for key, value in node.keywords)
 
-    def _child_heads(self, nodes: list[ast.Node], scope: str) -> set[str]:
+    def child_heads(self, nodes: list[ast.Node], scope: str) -> set[str]:
+        """The child entities of `scope` whose values these expressions name (claim.total_cost)."""
         found: set[str] = set()
         for root in nodes:
             for sub in ast.walk(root):
@@ -359,70 +341,8 @@ class Checker:
                     found.add(sub.parts[0])
         return found
 
-    def _chain(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        entity = self.model.entities[scope]
-        if entity.chain is None:
-            chained = [e.name for e in self.model.entities.values() if e.chain]
-            raise _err("no_chain", f"{node.function}() works on entities that form chains ({', '.join(chained)}), not {scope}",
-                       f"{node.function}() 只能用于成链的实体（{', '.join(chained)}），不能用于 {scope}", node)
-        if node.function == "chain_position":
-            self._arity(node, 0, 0)
-        else:
-            self._arity(node, 1, 1)
-            before = in_before or node.function in CHAIN_BEFORE
-            self._want(self.expr(node.args[0], scope, before), NUMERIC, node.args[0], node.function)
-        self.notes[id(node)] = CallInfo("chain")
-        return NUMERIC
-
-    def _fn_lookup(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        if len(node.args) < 2:
-            raise _err("arity", "lookup() takes a table column and one key per key column, e.g. lookup(drg.weight, drg_group)",
-                       "lookup() 需要表列和每个键列的值，例如 lookup(drg.weight, drg_group)", node)
-        self._arity(node, 2, 9, ("default",))
-        target = node.args[0]
-        if not isinstance(target, ast.Name):
-            raise _err("lookup_target", "the first argument of lookup() must be table.column",
-                       "lookup() 的第一个参数必须是 表名.列名", target)
-        typ = self.expr(target, scope, in_before)
-        if not typ.startswith("column:"):
-            raise _err("lookup_target", f"'{target.dotted}' is not a table column (write table.column)",
-                       f"“{target.dotted}”不是表的列（应写作 表名.列名）", target)
-        table = self.tables[self.notes[id(target)].name]
-        if len(node.args) - 1 != len(table.key):
-            raise _err("lookup_keys", f"table '{table.name}' is keyed by {', '.join(table.key)}: give {len(table.key)} key(s)",
-                       f"表“{table.name}”的键为 {', '.join(table.key)}：需要 {len(table.key)} 个键", node)
-        for arg in node.args[1:]:
-            self.expr(arg, scope, in_before)
-        result = typ.split(":", 1)[1]
-        default = node.keyword("default")
-        if default is not None:
-            self._want(self.expr(default, scope, in_before), result, default, "default")
-        self.notes[id(node)] = CallInfo("lookup")
-        return result
-
-    def _fn_bands(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        self._arity(node, 2, 3, ("base",))
-        self._want(self.expr(node.args[0], scope, in_before), NUMERIC, node.args[0], "bands")
-        table = node.args[1]
-        typ = self.expr(table, scope, in_before)
-        if len(node.args) == 2:
-            if typ != "bands":
-                raise _err("bands_table", "bands(amount, TABLE) needs a band-table parameter, or give edges and rates: "
-                           "bands(amount, [edges], [rates])",
-                           "bands(金额, 分段表) 需要分段表参数，或写作 bands(金额, [分段点], [比例])", table)
-        else:
-            self._want(typ, "list:number", table, "bands edges")
-            rates = node.args[2]
-            self._want(self.expr(rates, scope, in_before), "list:number", rates, "bands rates")
-            if isinstance(table, ast.ListExpr) and isinstance(rates, ast.ListExpr):
-                self._check_edges(table, rates)
-        base = node.keyword("base")
-        if base is not None:
-            self._want(self.expr(base, scope, in_before), NUMERIC, base, "base")
-        self.notes[id(node)] = CallInfo("bands")
-        return NUMERIC
-
-    def _check_edges(self, edges: ast.ListExpr, rates: ast.ListExpr) -> None:
+    def check_edges(self, edges: ast.ListExpr, rates: ast.ListExpr) -> None:
+        """Band edges written as literals: one fewer than the rates, increasing."""
         if len(rates.items) != len(edges.items) + 1:
             raise _err("band_rates", f"{len(edges.items)} band edges make {len(edges.items) + 1} bands, "
                        f"but {len(rates.items)} rates are given",
@@ -434,47 +354,33 @@ class Checker:
                     raise _err("band_edges", "band edges must increase from left to right",
                                "分段点必须从左到右递增", item)
 
-    def _fn_step(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        self._arity(node, 3, 3, ("closed",))
-        self._want(self.expr(node.args[0], scope, in_before), NUMERIC, node.args[0], "step")
-        self._want(self.expr(node.args[1], scope, in_before), "list:number", node.args[1], "step edges")
-        values = self.expr(node.args[2], scope, in_before)
-        if not values.startswith("list:"):
-            raise _err("step_values", "step() needs a list of values, one more than the edges",
-                       "step() 需要一个取值列表，比分段点多一个", node.args[2])
-        edges, vals = node.args[1], node.args[2]
-        if isinstance(edges, ast.ListExpr) and isinstance(vals, ast.ListExpr):
-            self._check_edges(edges, vals)
-        closed = node.keyword("closed")
-        if closed is not None and not (isinstance(closed, ast.Literal) and closed.value in ("left", "right")):
-            raise _err("step_closed", 'closed= must be "left" (edge belongs to the upper band) or "right"',
-                       'closed= 只能是 "left"（分段点属于上一段）或 "right"', closed)
-        self.notes[id(node)] = CallInfo("step")
-        return values.split(":", 1)[1]
-
-    def _fn_allocate(self, node: ast.Call, scope: str, in_before: bool) -> str:
-        self._arity(node, 2, 2)
-        total, weight = node.args
-        self._want(self.expr(total, scope, in_before), NUMERIC, total, "allocate")
-        self._want(self.expr(weight, scope, in_before), NUMERIC, weight, "allocate")
-        paths = {tuple(self.notes[id(n)].path) for n in ast.walk(total)
-                 if isinstance(n, ast.Name) and isinstance(self.notes.get(id(n)), Ref)
-                 and self.notes[id(n)].kind == "var"}
-        if any(not p for p in paths):
-            raise _err("allocate_total",
-                       "allocate(total, weight): the total must be a value of a parent entity "
-                       "(e.g. fund.points_budget) or a parameter, not a value of each row",
-                       "allocate(总额, 权重)：总额必须是上级实体的值（如 fund.points_budget）或参数，不能是本级每行的值",
-                       total)
-        group = min(paths, key=len) if paths else ()
-        self.notes[id(node)] = CallInfo("allocate", path=list(group))
-        return NUMERIC
-
     # ---- helpers -----------------------------------------------------------------------
-    def _want(self, got: str, want: str, node: ast.Node, where: str) -> None:
+    def want(self, got: str, want: str, node: ast.Node, where: str) -> None:
+        """A type error at `node` unless `got` fits `want`."""
         if not _compatible(want, got):
             raise _err("type", f"'{where}' needs a {_type_name(want)} here, but this is a {_type_name(got)}",
                        f"“{where}”此处需要{_type_zh(want)}，但这里是{_type_zh(got)}", node)
+
+
+def _same_money(items) -> bool | None:
+    flags = {item.money for item in items}
+    return flags.pop() if len(flags) == 1 else None
+
+
+def _arithmetic_money(op: str, left: bool | None, right: bool | None) -> bool | None:
+    """Money or not, where it can be told: yuan ± yuan, yuan × ratio, yuan ÷ count are money."""
+    if op in ("+", "-"):
+        return True if True in (left, right) else (False if left is right is False else None)
+    if op == "*":
+        return True if {left, right} == {True, False} else (False if left is right is False else None)
+    if left is True and right is False:
+        return True
+    return False if right is True or left is right is False else None
+
+
+def compatible(want: str, got: str) -> bool:
+    """Whether a value of type `got` may stand where `want` is expected."""
+    return _compatible(want, got)
 
 
 def _compatible(want: str, got: str) -> bool:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.dsl import ast
-from engine.dsl.checker import CallInfo, Ref
-from engine.dsl.compiler import Compiler
+from engine.compile.compiler import Compiler
+from engine.compile.functions import FUNCTIONS
+from engine.dsl import typed as T
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
@@ -17,41 +17,44 @@ from engine.run.population import Population
 from engine.settings import LIMITS
 
 MAX_TRACE_VALUES = LIMITS.trace_values
-WHOLE_CALLS = ("aggregate", "chain", "lookup", "allocate", "bands", "step")
 
 
-def input_nodes(node: ast.Node, notes: dict) -> list[ast.Node]:
+def input_nodes(node: T.Expr) -> list[T.Expr]:
     """The sub-expressions a reader wants to see: names read on this row, and calls that
-    summarise other rows (aggregations, chain values, lookups, allocations, bands)."""
-    out: list[ast.Node] = []
+    summarise other rows (aggregations, chain values, lookups, allocations, bands): each
+    built-in's registry entry says whether its call is shown and which of its arguments' own
+    inputs are shown besides."""
+    out: list[T.Expr] = []
 
-    def visit(n: ast.Node) -> None:
-        info = notes.get(id(n))
-        if isinstance(n, ast.Index):
+    def visit(n: T.Expr) -> None:
+        if isinstance(n, (T.Index, T.Var, T.Param)):
             out.append(n)
             return
-        if isinstance(n, ast.Name) and isinstance(info, Ref) and info.kind in ("var", "param"):
-            out.append(n)
-            return
-        if isinstance(n, ast.Call) and isinstance(info, CallInfo) and info.kind in WHOLE_CALLS:
-            out.append(n)
-            if info.kind in ("bands", "lookup", "allocate"):
-                for arg in {"lookup": n.args[1:], "bands": n.args[:1], "allocate": n.args}[info.kind]:
+        if isinstance(n, T.Call):
+            also = FUNCTIONS[n.function].trace(n)
+            if also is not None:
+                out.append(n)
+                for arg in also:
                     visit(arg)
-            return
-        for child in ast.children(n):
+                return
+        for child in T.children(n):
             visit(child)
     visit(node)
-    unique: dict[str, ast.Node] = {}
+    unique: dict[str, T.Expr] = {}
     for n in out:
         unique.setdefault(label(n), n)
     return list(unique.values())
 
 
-def label(node: ast.Node) -> str:
+def label(node: T.Expr) -> str:
     """The text of a sub-expression as a reader would write it (no outer parentheses)."""
-    text = ast.to_text(node)
-    return text[1:-1] if isinstance(node, ast.Binary) else text
+    return T.text(node)
+
+
+def functions_of(node: T.Expr) -> dict[str, dict[str, str]]:
+    """What each built-in the formula calls does, in English and Chinese."""
+    names = sorted({n.function for n in T.walk(node) if isinstance(n, T.Call)})
+    return {name: dict(zip(("en", "zh"), FUNCTIONS[name].explain, strict=True)) for name in names}
 
 
 def json_value(value: Any, money: bool = False) -> Any:
@@ -80,16 +83,15 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
         if len(trace) + n > MAX_TRACE_VALUES:
             trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values"}
             break
-        compiler.notes = step.checked.notes
         frame = Frame(pop, var.entity, ctx)
         columns = {}
-        for node in input_nodes(step.checked.node, step.checked.notes):
-            info = step.checked.notes.get(id(node))
-            if isinstance(info, Ref) and info.kind == "param" and policy.parameters[info.name].kind in ("map", "bands"):
-                columns[label(node)] = ("param", info.name)
+        for node in input_nodes(step.checked.node):
+            if isinstance(node, T.Param) and node.type in ("map", "bands"):
+                columns[label(node)] = ("param", node.name)
                 continue
-            columns[label(node)] = ("column", _money(policy, info),
-                                                      frame.full(compiler.node(node)(frame)))
+            columns[label(node)] = ("column", isinstance(node, T.Var) and bool(node.money),
+                                    frame.full(compiler.expr(node)(frame)))
+        functions = functions_of(step.checked.node)
         params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
                   for p in sorted(step.checked.params)}
         children = _children(policy, pop, step, var.entity)
@@ -117,6 +119,7 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 "parameters": {} if is_supplied else params,
                 "children": {} if is_supplied else {text: keys[i] for text, keys in children.items() if keys[i]},
                 "parents": {} if is_supplied else {text: keys[i] for text, keys in parents.items() if keys[i]},
+                "functions": {} if is_supplied else functions,
             }
     return trace
 
@@ -124,43 +127,34 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
 def _parents(pop: Population, step: Step, entity: str) -> dict[str, list]:
     """For each parent value the formula reads (`fund.point_value`), its trace key, per row."""
     out: dict[str, list] = {}
-    for node in input_nodes(step.checked.node, step.checked.notes):
-        ref = step.checked.notes.get(id(node))
-        if isinstance(node, ast.Name) and isinstance(ref, Ref) and ref.kind == "var" and ref.path:
-            idx = pop.parent_index(entity, ref.path)
-            parent_ids = pop.ids[ref.entity]
-            out[label(node)] = ["" if i < 0 else f"{ref.entity}.{parent_ids[i]}.{ref.name}" for i in idx.tolist()]
+    for node in input_nodes(step.checked.node):
+        if isinstance(node, T.Var) and node.path:
+            idx = pop.parent_index(entity, list(node.path))
+            parent_ids = pop.ids[node.owner]
+            out[label(node)] = ["" if i < 0 else f"{node.owner}.{parent_ids[i]}.{node.name}" for i in idx.tolist()]
     return out
 
 
 def _children(policy: Policy, pop: Population, step: Step, entity: str, most: int = 20) -> dict[str, list]:
     """For each aggregation in the formula, the trace keys of the child values it adds up, per row."""
     out: dict[str, list] = {}
-    for node in input_nodes(step.checked.node, step.checked.notes):
-        info = step.checked.notes.get(id(node))
-        if not (isinstance(info, CallInfo) and info.kind == "aggregate" and isinstance(node.args[0], ast.Name)):
+    for node in input_nodes(step.checked.node):
+        if not (isinstance(node, T.Call) and node.kind == "aggregate"):
             continue
-        ref = step.checked.notes.get(id(node.args[0]))
-        if not (isinstance(ref, Ref) and ref.kind == "var" and not ref.path):
+        ref = node.args[0]
+        if not (isinstance(ref, T.Var) and not ref.path):
             continue
-        groups = pop.parent_index(info.child, info.path)
+        groups = pop.parent_index(node.child, list(node.path))
         if node.where is not None:  # only the rows the filter lets through were added up
-            compiler = Compiler(policy)
-            compiler.notes, compiler.key = step.checked.notes, None
-            child_frame = Frame(pop, info.child, RunContext(policy))
-            keep = child_frame.full(compiler.node(node.where)(child_frame)).astype(bool)
+            child_frame = Frame(pop, node.child, RunContext(policy))
+            keep = child_frame.full(Compiler(policy).expr(node.where)(child_frame)).astype(bool)
             groups = np.where(keep, groups, -1)
-        child_ids = pop.ids[info.child]
+        child_ids = pop.ids[node.child]
         rows: list[list[str]] = [[] for _ in range(pop.sizes[entity])]
         for child_row in np.flatnonzero(groups >= 0)[: most * max(1, pop.sizes[entity])]:
             bucket = rows[groups[child_row]]
             if len(bucket) < most:
-                bucket.append(f"{info.child}.{child_ids[child_row]}.{ref.name}")
+                bucket.append(f"{node.child}.{child_ids[child_row]}.{ref.name}")
         out[label(node)] = rows
     return out
 
-
-def _money(policy: Policy, info) -> bool:
-    if isinstance(info, Ref) and info.kind == "var":
-        return policy.model.entities[info.entity].variables[info.name].is_money
-    return False

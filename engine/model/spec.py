@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.dsl import ast
-
 TYPES = ("number", "bool", "string", "date")
 MONEY_UNITS = ("yuan",)
 
@@ -27,7 +25,7 @@ class Variable:
     unit: str = ""
     label: Label = field(default_factory=Label)
     formula: str | None = None
-    node: ast.Node | None = None
+    node: Any = None  # the parsed formula (a syntax tree of engine.dsl.ast)
     default: Any = None
     values: list[str] | None = None
     minimum: float | None = None

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.dsl import ast
-from engine.dsl.checker import CallInfo
+from engine.dsl import typed as T
 from engine.plan.plan import Key, Plan, Step
 
 
@@ -30,7 +29,7 @@ class Aggregation:
 
     key: tuple  # (entity, variable, position of the call in the formula): stable across processes
     owner: Step
-    node: ast.Call
+    node: T.Call
     path: list[str]  # links from the claim up to the owner's entity
 
     @property
@@ -52,11 +51,9 @@ class Rounds:
 
 def aggregations_of(step: Step, big: str) -> list[Aggregation]:
     out = []
-    for node in ast.walk(step.checked.node):
-        info = step.checked.notes.get(id(node))
-        if isinstance(node, ast.Call) and isinstance(info, CallInfo) and info.kind == "aggregate" \
-                and info.child == big:
-            out.append(Aggregation((step.variable.entity, step.variable.name, node.pos), step, node, info.path))
+    for node in T.walk(step.checked.node):
+        if isinstance(node, T.Call) and node.kind == "aggregate" and node.child == big:
+            out.append(Aggregation((step.variable.entity, step.variable.name, node.pos), step, node, list(node.path)))
     return out
 
 
@@ -67,7 +64,7 @@ def split(plan: Plan, big: str = "claim", wanted: list[Step] | None = None) -> R
     for step in steps:
         deps = [d for d in step.checked.deps if d in round_of]
         if step.variable.entity == big:
-            if any(isinstance(i, CallInfo) and i.kind == "allocate" for i in step.checked.notes.values()):
+            if any(isinstance(n, T.Call) and n.all_rows for n in T.walk(step.checked.node)):
                 raise NotDistributable(f"{big}.{step.variable.name} allocates over {big} rows; settle it locally")
             need = [round_of[d] if d[0] == big else round_of[d] + 1 for d in deps]
             round_of[step.key] = max([1, *need])

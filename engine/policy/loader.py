@@ -1,6 +1,7 @@
-"""Load a policy file: YAML → schema → parameters, tables, variables → check → plan (政策加载).
+"""Read a policy file: YAML → schema → parameters, tables, variables with parsed formulas (政策读取).
 
-Either the whole policy loads, or PolicyError lists every diagnostic: nothing half-loaded.
+Checking, compiling and planning the formulas is engine.compile.build's part. Either the whole
+policy reads, or PolicyError lists every diagnostic: nothing half-read.
 """
 
 from __future__ import annotations
@@ -8,18 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-from engine.dsl.checker import Checker
-from engine.dsl.compiler import Compiler
 from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
-from engine.plan import plan as planning
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
 from engine.policy.values import build_parameter, read_table
@@ -41,17 +40,37 @@ def _base_model_data() -> dict:
     return yaml.safe_load(MODEL_FILE.read_text(encoding="utf-8"))
 
 
-def load_policy_file(path: str | Path) -> Policy:
-    """Load and check one policy file."""
+@dataclass
+class Draft:
+    """A policy as read, before its formulas are checked: the policy (no plan yet), its formula
+    variables in file order, and the source text that places diagnostics."""
+
+    policy: Policy
+    formulas: list[Variable]
+    source: SourceText
+    problems: list[Diagnostic]
+
+    def formula_problem(self, var: Variable, err: FormulaError) -> None:
+        """Record an error in `var`'s formula at its line and column in the file."""
+        loc = self.source.location((*var.path, "formula"), err.offset)
+        self.problems.append(Diagnostic(err.code, err.en, err.zh, loc))
+
+    def fail_if_problems(self) -> None:
+        if any(p.severity == "error" for p in self.problems):
+            raise PolicyError(self.problems)
+
+
+def read_policy_file(path: str | Path) -> Draft:
+    """Read one policy file (formulas parsed, not yet checked)."""
     file = Path(path)
     if not file.is_file():
         raise PolicyError([Diagnostic("no_file", f"policy file {file} not found", f"找不到政策文件 {file}",
                                       Location(str(file)))])
-    return load_policy_text(file.read_text(encoding="utf-8"), str(file), file.parent)
+    return read_policy_text(file.read_text(encoding="utf-8"), str(file), file.parent)
 
 
-def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Policy:
-    """Load and check a policy from its YAML text; tables are read relative to `base_dir`."""
+def read_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Draft:
+    """Read a policy from its YAML text; tables are read relative to `base_dir`."""
     if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
         raise PolicyError([Diagnostic("file_too_large", f"policy file is larger than {MAX_POLICY_BYTES} bytes",
                                       f"政策文件超过 {MAX_POLICY_BYTES} 字节", Location(file, 1, 1))])
@@ -72,7 +91,7 @@ class _Builder:
         if any(p.severity == "error" for p in self.problems):
             raise PolicyError(self.problems)
 
-    def build(self) -> Policy:
+    def build(self) -> Draft:
         meta = self.meta()
         parameters = {}
         for name, spec in (self.data.get("parameters") or {}).items():
@@ -89,11 +108,10 @@ class _Builder:
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
-        policy.plan = self.plan(policy, formulas)
         policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
             [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
             [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed]
-        return policy
+        return Draft(policy, formulas, self.source, self.problems)
 
     def meta(self) -> PolicyMeta:
         p = self.data["policy"]
@@ -155,27 +173,3 @@ class _Builder:
         path = (*var.path, "formula")
         loc = self.source.location(path, err.offset)
         self.problems.append(Diagnostic(err.code, err.en, err.zh, loc))
-
-    def plan(self, policy: Policy, formulas: list[Variable]) -> planning.Plan:
-        checker, compiler = Checker(policy.model, policy.parameters, policy.tables), Compiler(policy)
-        steps = {}
-        for var in formulas:
-            try:
-                checked = checker.check(var)
-            except FormulaError as err:
-                self.formula_problem(var, err)
-                continue
-            steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked, (var.entity, var.name)))
-        self.fail_if_problems()
-        try:
-            return planning.build(steps)
-        except planning.CycleError as err:
-            loop = err.args[1][::-1]  # graphlib lists each step before the one that uses it
-            first = steps[loop[0]].variable
-            names = " → ".join(f"{e}.{n}" for e, n in loop)
-            self.problems.append(Diagnostic(
-                "cycle", f"these formulas depend on each other in a loop: {names} (each uses the next); "
-                "break the loop",
-                f"以下公式相互依赖形成循环：{names}（每一项都用到下一项）；请打破循环",
-                self.source.key_location(first.path)))
-            raise PolicyError(self.problems) from None

@@ -15,8 +15,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from engine.compile.build import load_policy_text
 from engine.errors import PolicyError
-from engine.policy.loader import load_policy_text
 
 FILE_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]*\.yaml$")
 

@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.compile.build import load_policy_file
 from engine.errors import Diagnostic, InputFault, PolicyError, SituationError
-from engine.policy.loader import load_policy_file
+from engine.period import Period
 from engine.policy.spec import Policy
-from engine.run.situation import Period
 
 POLICY_DIR = Path(os.environ.get("MEDPAY_POLICIES", Path(__file__).resolve().parents[2] / "policies"))
 

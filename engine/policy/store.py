@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.compile.build import load_policy_file, load_policy_text
 from engine.errors import Diagnostic, PolicyError
-from engine.policy.loader import load_policy_file, load_policy_text
 from engine.policy.publish import last_good
 from engine.policy.registry import Registry, policy_files
 from engine.policy.spec import Policy

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from engine.errors import InputFault, LimitExceeded, SituationError
+from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
-from engine.run.situation import Period, Situation, parse_period, read_situation
+from engine.run.situation import Situation, read_situation
 from engine.settings import LIMITS
 
 DTYPES = {"number": float, "bool": bool, "string": str, "date": "datetime64[D]"}
@@ -113,8 +115,12 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     return pop, ctx, steps
 
 
-def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
-    """A situation (JSON data) in, a result (JSON data) out, as in the contract."""
+Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
+
+
+def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
+    """A situation (JSON data) in, a result (JSON data) out, as in the contract; with a `tracer`
+    (engine.explain.trace.build_trace), the result carries the trace it builds from the run."""
     meta = policy.meta
     faults: list[InputFault] = []
     default_period = parse_period(str(meta.effective_from.year))
@@ -136,9 +142,8 @@ def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
     pop, ctx, steps = evaluate_situation(policy, situation)
     result = render(policy, pop, situation, steps)
     result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
-    if trace:
-        from engine.explain.trace import build_trace
-        result["trace"] = build_trace(policy, pop, ctx, steps)
+    if tracer is not None:
+        result["trace"] = tracer(policy, pop, ctx, steps)
     return result
 
 

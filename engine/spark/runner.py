@@ -23,13 +23,13 @@ import pyarrow.parquet as pq
 from engine.batch import partition as part
 from engine.batch.io import entity_file, read_entities
 from engine.batch.settle import Summary, peak_rss_mb, write
+from engine.compile.build import load_policy_file
 from engine.errors import InputFault, SituationError
+from engine.period import Period
 from engine.plan.rounds import split
-from engine.policy.loader import load_policy_file
 from engine.policy.spec import Policy
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
-from engine.run.situation import Period
 
 BIG = "claim"
 SPARK_TYPES = {"number": "double", "bool": "boolean", "string": "string", "date": "date"}
@@ -131,7 +131,7 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
                                                           row["rows"], row["low"], row["high"]))
             for agg in rounds.aggregations[r]:
                 ids = [str(i) for i in list(pop.ids[agg.parent])]
-                ctx.precomputed[agg.key] = part.combine(agg.node.function, ids, by_key.get(part.encode_key(agg.key), []))
+                ctx.precomputed[agg.key] = part.combine_aggregation(agg, ids, by_key.get(part.encode_key(agg.key), []))
         for step in rounds.small_steps[r]:
             run_step(step, pop, ctx)
     summary.seconds["evaluate"] = time.perf_counter() - started - summary.seconds["read"]

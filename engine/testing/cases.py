@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
+from engine.compile.build import load_policy_file
 from engine.errors import PolicyError, SituationError
-from engine.policy.loader import load_policy_file
+from engine.period import parse_period
 from engine.policy.registry import Registry
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
-from engine.run.situation import parse_period
 
 MONEY_TOLERANCE = 0.005
 OTHER_TOLERANCE = 1e-6

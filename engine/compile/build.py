@@ -1,0 +1,59 @@
+"""Build a policy: read (engine.policy) → check into typed trees (engine.dsl) → compile → plan (政策构建).
+
+Either the whole policy builds, or PolicyError lists every diagnostic: nothing half-built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.compile.compiler import Compiler
+from engine.compile.functions import FUNCTIONS
+from engine.dsl.checker import Checker
+from engine.errors import Diagnostic, FormulaError, PolicyError
+from engine.plan import plan as planning
+from engine.policy.loader import Draft, read_policy_file, read_policy_text
+from engine.policy.spec import Policy
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    """Read, check, compile and plan one policy file."""
+    return build(read_policy_file(path))
+
+
+def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Policy:
+    """Read, check, compile and plan a policy from its YAML text; tables are read relative to `base_dir`."""
+    return build(read_policy_text(text, file, base_dir))
+
+
+def build(draft: Draft) -> Policy:
+    """The policy of a draft with its plan attached."""
+    draft.policy.plan = plan(draft)
+    return draft.policy
+
+
+def plan(draft: Draft) -> planning.Plan:
+    """Check and compile every formula, then order them; every formula error is reported at once."""
+    policy = draft.policy
+    checker, compiler = Checker(policy.model, policy.parameters, policy.tables, FUNCTIONS), Compiler(policy)
+    steps = {}
+    for var in draft.formulas:
+        try:
+            checked = checker.check(var)
+        except FormulaError as err:
+            draft.formula_problem(var, err)
+            continue
+        steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked, (var.entity, var.name)))
+    draft.fail_if_problems()
+    try:
+        return planning.build(steps)
+    except planning.CycleError as err:
+        loop = err.args[1][::-1]  # graphlib lists each step before the one that uses it
+        first = steps[loop[0]].variable
+        names = " → ".join(f"{e}.{n}" for e, n in loop)
+        draft.problems.append(Diagnostic(
+            "cycle", f"these formulas depend on each other in a loop: {names} (each uses the next); "
+            "break the loop",
+            f"以下公式相互依赖形成循环：{names}（每一项都用到下一项）；请打破循环",
+            draft.source.key_location(first.path)))
+        raise PolicyError(draft.problems) from None

@@ -1,0 +1,393 @@
+"""Built-in functions of the formula language, one registry entry each (内置函数登记表).
+
+An entry says everything about one built-in: how a call is checked (arity, argument types,
+entity levels) into a typed call node, how that node compiles to numpy (with the runtime
+helpers of engine.run.builtins), what the trace shows for it, and, for aggregations, how
+partial results over partitions combine. Adding a built-in is one `register(Builtin(...))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine.dsl import ast
+from engine.dsl import typed as T
+from engine.dsl.checker import NUMERIC, Checker, error
+from engine.run import builtins
+from engine.run.frame import Frame
+
+if TYPE_CHECKING:
+    from engine.compile.compiler import Compiler
+
+Fn = Callable[[Frame], Any]
+CheckFn = Callable[[Checker, ast.Call, str, bool], T.Call]
+CompileFn = Callable[["Compiler", T.Call], Fn]
+TraceFn = Callable[[T.Call], "tuple[T.Expr, ...] | None"]
+
+
+def look_through(node: T.Call) -> None:
+    """The trace shows the call's arguments (as for round(x)), not the call itself."""
+    return None
+
+
+def shown_whole(node: T.Call) -> tuple[T.Expr, ...]:
+    """The trace shows the call's value as one input (as for sum(claim.x))."""
+    return ()
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in function.
+
+    `check(checker, call, scope, in_before)` → typed call; `compile(compiler, typed call)` →
+    `fn(frame)`; `trace(typed call)` → None to show the arguments' inputs instead of the call,
+    or the sub-expressions whose inputs are shown besides the call's own value; `partial`:
+    for aggregations, how per-partition partials combine (sum, count, mean, min, max, any, all);
+    `explain`: what the function does, in English and Chinese."""
+
+    name: str
+    check: CheckFn
+    compile: CompileFn
+    explain: tuple[str, str]
+    trace: TraceFn = look_through
+    partial: str | None = None
+    takes_where: bool = False
+
+
+FUNCTIONS: dict[str, Builtin] = {}
+
+
+def register(entry: Builtin) -> Builtin:
+    """Add (or replace) a built-in."""
+    FUNCTIONS[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    FUNCTIONS.pop(name, None)
+
+
+def call(node: ast.Call, typ: str, scope: str, kind: str, args: tuple[T.Expr, ...], **extra) -> T.Call:
+    """The typed node of a checked call."""
+    return T.Call(node.pos, typ, scope, node.function, kind, args, syntax=node, **extra)
+
+
+# ---- elementwise functions (逐行函数) ------------------------------------------------------
+def elementwise_check(low: int, high: int, arg_type: str, result: str, keywords: tuple[str, ...] = (),
+                      money: bool | None = None) -> CheckFn:
+    """Arity and one type for every argument; `money` None: the result is money when the
+    first argument is."""
+    def check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+        c.arity(node, low, high, keywords)
+        args = tuple(c.typed_arg(a, scope, in_before, arg_type, node.function) for a in node.args)
+        kws = tuple((k, c.typed_arg(v, scope, in_before, arg_type, node.function)) for k, v in node.keywords)
+        flag = args[0].money if money is None and args else money
+        return call(node, result, scope, "elementwise", args, keywords=kws, money=flag)
+    return check
+
+
+def elementwise_compile(runtime: Callable[..., Any], keywords: tuple[str, ...] = ()) -> CompileFn:
+    """`runtime(*args, *keyword values in declared order)` on whole columns."""
+    def compile_(c: Compiler, node: T.Call) -> Fn:
+        args = [c.expr(a) for a in node.args]
+        args += [c.expr(v) for k in keywords if (v := node.keyword(k)) is not None]
+        return lambda frame: runtime(*[a(frame) for a in args])
+    return compile_
+
+
+def elementwise(name: str, low: int, high: int, arg_type: str, result: str, explain: tuple[str, str],
+                keywords: tuple[str, ...] = (), money: bool | None = None) -> Builtin:
+    runtime = builtins.ELEMENTWISE_IMPL[name]
+    return Builtin(name, elementwise_check(low, high, arg_type, result, keywords, money),
+                   elementwise_compile(runtime, keywords), explain)
+
+
+# ---- aggregations of a child entity (汇总) ------------------------------------------------
+def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    name = node.function
+    c.arity(node, 1, 1)
+    children = c.child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
+    if len(children) != 1:
+        en = (f"{name}() needs the values of one child entity of {scope}, e.g. {name}(claim.total_cost)"
+              if not children else f"{name}() mixes entities {', '.join(sorted(children))}; use one")
+        raise error("aggregate_needs_child", en,
+                    f"{name}() 需要汇总{scope}下属的一个实体的值，例如 {name}(claim.total_cost)", node)
+    child = children.pop()
+    arg = c.expr(node.args[0], child, in_before=False)
+    where = None
+    if node.where is not None:
+        where = c.typed_arg(node.where, child, False, "bool", "where")
+    if name in ("any", "all"):
+        c.want(arg.type, "bool", node.args[0], name)
+    elif name != "count":
+        c.want(arg.type, NUMERIC, node.args[0], name)
+    typ = "bool" if name in ("any", "all") else NUMERIC
+    money = arg.money if name in ("sum", "mean", "min", "max") else False
+    return call(node, typ, scope, "aggregate", (arg,), where=where, child=child,
+                path=tuple(c.model.parent_path(child, scope)), money=money)
+
+
+def aggregate_compile(c: Compiler, node: T.Call) -> Fn:
+    arg = c.expr(node.args[0])
+    where = c.expr(node.where) if node.where is not None else None
+    child, path, how = node.child, list(node.path), node.function
+    handed_in = (*c.key, node.pos) if c.key else None
+
+    def aggregate(frame: Frame):
+        if handed_in in frame.ctx.precomputed:
+            return frame.take(frame.ctx.precomputed[handed_in])
+        child_frame = Frame(frame.pop, child, frame.ctx)
+        values = child_frame.full(arg(child_frame))
+        mask = child_frame.full(where(child_frame)).astype(bool) if where else None
+        groups = frame.pop.parent_index(child, path)
+        return frame.take(builtins.aggregate(how, values, mask, groups, frame.pop.sizes[frame.entity]))
+    return aggregate
+
+
+def aggregation(name: str, explain: tuple[str, str]) -> Builtin:
+    return Builtin(name, aggregate_check, aggregate_compile, explain, shown_whole, partial=name, takes_where=True)
+
+
+def smallest_or_largest(name: str, explain: tuple[str, str]) -> Builtin:
+    """min/max: of two or more values on each row, or of one value over child rows."""
+    many = elementwise(name, 2, 20, NUMERIC, NUMERIC, explain)
+
+    def check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+        if len(node.args) < 2:
+            return aggregate_check(c, node, scope, in_before)
+        if node.where is not None:  # the smaller of several values: there is nothing to filter
+            raise error("where_not_allowed",
+                        f"'where' filters the rows of an aggregation such as {name}(claim.total_cost where …); "
+                        f"{name}() of two or more values cannot take it",
+                        f"“where”只能用于汇总，例如 {name}(claim.total_cost where …)；多个值的 {name}() 不能使用",
+                        node.where)
+        return many.check(c, node, scope, in_before)
+
+    def compile_(c: Compiler, node: T.Call) -> Fn:
+        return aggregate_compile(c, node) if node.kind == "aggregate" else many.compile(c, node)
+
+    def trace(node: T.Call) -> tuple[T.Expr, ...] | None:
+        return () if node.kind == "aggregate" else None
+    return Builtin(name, check, compile_, explain, trace, partial=name, takes_where=True)
+
+
+# ---- along chains (转诊链) -----------------------------------------------------------------
+def chain(name: str, explain: tuple[str, str], before: bool = False, takes_arg: bool = True) -> Builtin:
+    """A function along an ordered chain; `before`: reads only earlier rows, so the variable
+    being defined may appear inside it."""
+    def check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+        entity = c.model.entities[scope]
+        if entity.chain is None:
+            chained = [e.name for e in c.model.entities.values() if e.chain]
+            raise error("no_chain", f"{node.function}() works on entities that form chains ({', '.join(chained)}), not {scope}",
+                        f"{node.function}() 只能用于成链的实体（{', '.join(chained)}），不能用于 {scope}", node)
+        if not takes_arg:
+            c.arity(node, 0, 0)
+            return call(node, NUMERIC, scope, "chain", (), money=False)
+        c.arity(node, 1, 1)
+        arg = c.typed_arg(node.args[0], scope, in_before or before, NUMERIC, node.function)
+        return call(node, NUMERIC, scope, "chain", (arg,), money=arg.money)
+
+    def compile_(c: Compiler, node: T.Call) -> Fn:
+        arg = c.expr(node.args[0]) if node.args else None
+        return builtins.chain_function(node.function, arg)
+    return Builtin(name, check, compile_, explain, shown_whole)
+
+
+# ---- lookup, bands, step, allocate ---------------------------------------------------------
+def lookup_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    if len(node.args) < 2:
+        raise error("arity", "lookup() takes a table column and one key per key column, e.g. lookup(drg.weight, drg_group)",
+                    "lookup() 需要表列和每个键列的值，例如 lookup(drg.weight, drg_group)", node)
+    c.arity(node, 2, 9, ("default",))
+    target = node.args[0]
+    if not isinstance(target, ast.Name):
+        raise error("lookup_target", "the first argument of lookup() must be table.column",
+                    "lookup() 的第一个参数必须是 表名.列名", target)
+    column = c.expr(target, scope, in_before)
+    if not isinstance(column, T.Column):
+        raise error("lookup_target", f"'{target.dotted}' is not a table column (write table.column)",
+                    f"“{target.dotted}”不是表的列（应写作 表名.列名）", target)
+    table = c.tables[column.table]
+    if len(node.args) - 1 != len(table.key):
+        raise error("lookup_keys", f"table '{table.name}' is keyed by {', '.join(table.key)}: give {len(table.key)} key(s)",
+                    f"表“{table.name}”的键为 {', '.join(table.key)}：需要 {len(table.key)} 个键", node)
+    keys = tuple(c.expr(arg, scope, in_before) for arg in node.args[1:])
+    result = column.type.split(":", 1)[1]
+    default = node.keyword("default")
+    kws: tuple[tuple[str, T.Expr], ...] = ()
+    if default is not None:
+        kws = (("default", c.typed_arg(default, scope, in_before, result, "default")),)
+    return call(node, result, scope, "lookup", (column, *keys), keywords=kws)
+
+
+def lookup_compile(c: Compiler, node: T.Call) -> Fn:
+    column: T.Column = node.args[0]
+    table = c.policy.tables[column.table]
+    keys = [c.expr(a) for a in node.args[1:]]
+    default = c.expr(node.keyword("default")) if node.keyword("default") is not None else None
+    name = column.column
+
+    def lookup(frame: Frame):
+        key_values = [frame.full(k(frame)) for k in keys]
+        fallback = default(frame) if default else None
+        return builtins.table_lookup(frame, table, name, key_values, fallback)
+    return lookup
+
+
+def bands_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 2, 3, ("base",))
+    amount = c.typed_arg(node.args[0], scope, in_before, NUMERIC, "bands")
+    table = node.args[1]
+    edges = c.expr(table, scope, in_before)
+    args: tuple[T.Expr, ...] = (amount, edges)
+    if len(node.args) == 2:
+        if edges.type != "bands":
+            raise error("bands_table", "bands(amount, TABLE) needs a band-table parameter, or give edges and rates: "
+                        "bands(amount, [edges], [rates])",
+                        "bands(金额, 分段表) 需要分段表参数，或写作 bands(金额, [分段点], [比例])", table)
+    else:
+        c.want(edges.type, "list:number", table, "bands edges")
+        rates = node.args[2]
+        args += (c.typed_arg(rates, scope, in_before, "list:number", "bands rates"),)
+        if isinstance(table, ast.ListExpr) and isinstance(rates, ast.ListExpr):
+            c.check_edges(table, rates)
+    base = node.keyword("base")
+    kws = (("base", c.typed_arg(base, scope, in_before, NUMERIC, "base")),) if base is not None else ()
+    return call(node, NUMERIC, scope, "bands", args, keywords=kws, money=amount.money)
+
+
+def bands_compile(c: Compiler, node: T.Call) -> Fn:
+    amount = c.expr(node.args[0])
+    base = c.expr(node.keyword("base")) if node.keyword("base") is not None else None
+    if len(node.args) == 2:
+        name = node.args[1].name
+
+        def from_parameter(frame: Frame):
+            return builtins.per_version(frame, name, lambda table, rows: builtins.cumulative(
+                amount(rows), table["edges"], table["rates"], base(rows) if base else None))
+        return from_parameter
+    edges, rates = c.expr(node.args[1]), c.expr(node.args[2])
+    return lambda frame: builtins.cumulative(amount(frame), edges(frame), rates(frame),
+                                             base(frame) if base else None)
+
+
+def step_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 3, 3, ("closed",))
+    x = c.typed_arg(node.args[0], scope, in_before, NUMERIC, "step")
+    edges = c.typed_arg(node.args[1], scope, in_before, "list:number", "step edges")
+    values = c.expr(node.args[2], scope, in_before)
+    if not values.type.startswith("list:"):
+        raise error("step_values", "step() needs a list of values, one more than the edges",
+                    "step() 需要一个取值列表，比分段点多一个", node.args[2])
+    if isinstance(node.args[1], ast.ListExpr) and isinstance(node.args[2], ast.ListExpr):
+        c.check_edges(node.args[1], node.args[2])
+    closed = node.keyword("closed")
+    if closed is not None and not (isinstance(closed, ast.Literal) and closed.value in ("left", "right")):
+        raise error("step_closed", 'closed= must be "left" (edge belongs to the upper band) or "right"',
+                    'closed= 只能是 "left"（分段点属于上一段）或 "right"', closed)
+    kws = c.keywords(node, scope, in_before)
+    return call(node, values.type.split(":", 1)[1], scope, "step", (x, edges, values), keywords=kws,
+                money=values.money)
+
+
+def step_compile(c: Compiler, node: T.Call) -> Fn:
+    x, edges, values = (c.expr(a) for a in node.args)
+    closed = node.keyword("closed")
+    left = closed is None or closed.value == "left"
+    return lambda frame: builtins.step(frame, x(frame), edges(frame), values(frame), left)
+
+
+def allocate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 2, 2)
+    total = c.typed_arg(node.args[0], scope, in_before, NUMERIC, "allocate")
+    weight = c.typed_arg(node.args[1], scope, in_before, NUMERIC, "allocate")
+    paths = {n.path for n in T.walk(total) if isinstance(n, T.Var)}
+    if any(not p for p in paths):
+        raise error("allocate_total",
+                    "allocate(total, weight): the total must be a value of a parent entity "
+                    "(e.g. fund.points_budget) or a parameter, not a value of each row",
+                    "allocate(总额, 权重)：总额必须是上级实体的值（如 fund.points_budget）或参数，不能是本级每行的值",
+                    node.args[0])
+    group = min(paths, key=len) if paths else ()
+    return call(node, NUMERIC, scope, "allocate", (total, weight), path=group, all_rows=True, money=total.money)
+
+
+def allocate_compile(c: Compiler, node: T.Call) -> Fn:
+    total, weight, path = c.expr(node.args[0]), c.expr(node.args[1]), list(node.path)
+
+    def allocate(frame: Frame):
+        whole = frame.whole()
+        groups = whole.parent_index(path) if path else np.zeros(whole.size, dtype=np.int64)
+        totals, weights = whole.full(total(whole)).astype(float), whole.full(weight(whole)).astype(float)
+        parts = builtins.allocate(totals, weights, groups)
+        _warn_unweighted(frame, groups, totals, weights, parts)
+        return frame.take(parts)
+    return allocate
+
+
+def _warn_unweighted(frame: Frame, groups: np.ndarray, totals: np.ndarray, weights: np.ndarray,
+                     parts: np.ndarray) -> None:
+    """A group with something to share but no weight at all keeps its total unallocated: say so."""
+    valid = groups >= 0
+    if not valid.any():
+        return
+    size = int(groups[valid].max()) + 1
+    weight_sum = np.bincount(groups[valid], weights=weights[valid], minlength=size)
+    shared = np.bincount(groups[valid], weights=parts[valid], minlength=size)
+    group_total = np.zeros(size)
+    group_total[groups[valid]] = totals[valid]
+    lost = (weight_sum == 0) & (np.abs(group_total - shared) >= 0.005)
+    if lost.any():
+        frame.ctx.warn("allocation_without_weight",
+                       f"{int(lost.sum())} group(s) have an amount to share but every weight is 0; "
+                       "nothing was allocated there",
+                       f"{int(lost.sum())} 个分组有待分配金额，但权重全为 0，未作分配", int(lost.sum()))
+
+
+# ---- the built-ins ---------------------------------------------------------------------------
+for _entry in (
+    smallest_or_largest("min", ("the smallest of the values (or of the child rows' values)",
+                                "各值（或下级各行的值）中的最小值")),
+    smallest_or_largest("max", ("the largest of the values (or of the child rows' values)",
+                                "各值（或下级各行的值）中的最大值")),
+    elementwise("clamp", 3, 3, NUMERIC, NUMERIC, ("the value kept between a low and a high bound",
+                                                   "把值限制在下限与上限之间")),
+    elementwise("abs", 1, 1, NUMERIC, NUMERIC, ("the absolute value", "绝对值")),
+    elementwise("floor", 1, 1, NUMERIC, NUMERIC, ("rounded down to a whole number", "向下取整")),
+    elementwise("ceil", 1, 1, NUMERIC, NUMERIC, ("rounded up to a whole number", "向上取整")),
+    elementwise("round", 1, 2, NUMERIC, NUMERIC, ("rounded half up (to `digits` decimals)",
+                                                   "四舍五入（保留 digits 位小数）"), keywords=("digits",)),
+    elementwise("days_between", 2, 2, "date", NUMERIC, ("days from the first date to the second",
+                                                         "两个日期之间的天数"), money=False),
+    elementwise("year", 1, 1, "date", NUMERIC, ("the year of a date", "日期的年份"), money=False),
+    elementwise("month", 1, 1, "date", NUMERIC, ("the month of a date (1–12)", "日期的月份（1–12）"), money=False),
+    aggregation("sum", ("the sum over the child rows", "下级各行之和")),
+    aggregation("count", ("the number of child rows", "下级行数")),
+    aggregation("mean", ("the average over the child rows", "下级各行的平均值")),
+    aggregation("any", ("yes if any child row is yes", "下级任一行为是则为是")),
+    aggregation("all", ("yes if every child row is yes", "下级每一行都为是则为是")),
+    chain("chain_max", ("the largest value along the chain up to this row", "链上截至本行的最大值")),
+    chain("chain_max_before", ("the largest value on earlier rows of the chain", "链上本行之前的最大值"),
+          before=True),
+    chain("chain_sum", ("the sum along the chain up to this row", "链上截至本行的合计")),
+    chain("chain_sum_before", ("the sum over earlier rows of the chain", "链上本行之前的合计"), before=True),
+    chain("chain_position", ("the position of this row in its chain (1 first)", "本行在链上的序号（从 1 起）"),
+          takes_arg=False),
+    Builtin("lookup", lookup_check, lookup_compile, ("the value of a table column for the given keys",
+                                                      "按键从查找表中取值"),
+            trace=lambda node: node.args[1:]),
+    Builtin("bands", bands_check, bands_compile, ("cumulative bands: each band's rate on the part inside it",
+                                                  "分段累计：各段比例乘以落在该段内的金额"),
+            trace=lambda node: node.args[:1]),
+    Builtin("step", step_check, step_compile, ("the value of the band the amount falls in",
+                                               "取金额所在分段对应的值"), trace=shown_whole),
+    Builtin("allocate", allocate_check, allocate_compile, ("a group total shared out in proportion to weights",
+                                                           "按权重分配分组总额"),
+            trace=lambda node: node.args),
+):
+    register(_entry)
