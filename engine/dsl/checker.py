@@ -378,11 +378,6 @@ def _arithmetic_money(op: str, left: bool | None, right: bool | None) -> bool | 
     return False if right is True or left is right is False else None
 
 
-def compatible(want: str, got: str) -> bool:
-    """Whether a value of type `got` may stand where `want` is expected."""
-    return _compatible(want, got)
-
-
 def _compatible(want: str, got: str) -> bool:
     return want == got or {want, got} <= {"list:number"}
 
