@@ -145,7 +145,8 @@ def write_basics(folder: Path, change=None) -> None:
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """Every file under `folder` (a Spark result is a folder of parts) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def set_claim(field, value, row=1):
