@@ -117,19 +117,28 @@ def _layout_faults(table: pa.Table, entity: Entity, source: str) -> list[InputFa
 def _column_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str,
                    offset: int) -> list[InputFault]:
     """Type, finiteness, amount limit, minimum and allowed values of one column's given cells."""
+    if var.type == "string":
+        return _value_faults(array, var, source, name, offset) if var.values else []
     try:
         values, given = _numpy(array, var, f"{source}:{name}")
     except SituationError as err:
         return err.faults
     if var.type == "number":
         return [row_fault(source, name, rows, p, offset) for rows, p in number_faults(var, values, given)]
-    if var.type == "string" and var.values:
-        bad = np.flatnonzero(given & ~np.isin(values, np.array(var.values, dtype=str)))
-        if len(bad):
-            value = str(values[bad[0]])
-            return [row_fault(source, name, bad, (f"'{value}' is not one of {', '.join(var.values)}",
-                                                  f"“{value}”不是允许的取值（{', '.join(var.values)}）"), offset)]
     return []
+
+
+def _value_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str, offset: int) -> list[InputFault]:
+    """Text cells that are not one of the field's allowed values (the distinct values, then their rows)."""
+    text = pc.cast(array, pa.string())
+    allowed = pa.array(var.values, pa.string())
+    unknown = pc.filter(pc.unique(pc.drop_null(text)), pc.invert(pc.is_in(pc.unique(pc.drop_null(text)), allowed)))
+    if not len(unknown):
+        return []
+    rows = np.flatnonzero(pc.fill_null(pc.is_in(text, unknown), False).to_numpy(zero_copy_only=False))
+    value = text[int(rows[0])].as_py()
+    return [row_fault(source, name, rows, (f"'{value}' is not one of {', '.join(var.values)}",
+                                           f"“{value}”不是允许的取值（{', '.join(var.values)}）"), offset)]
 
 
 def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumns:

@@ -20,7 +20,6 @@ from engine.settings import LIMITS
 MAX_ID_CHARS = 200
 JOIN = "|"  # joins the parts of a derived id: account "H1|F"
 Problem = tuple[str, str]  # (en, zh)
-_PLAIN_ASCII = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"  # printable ASCII, no edge space: always fine
 
 
 def id_problem(text: str, joined: bool = False) -> Problem | None:
@@ -46,31 +45,39 @@ def id_problem(text: str, joined: bool = False) -> Problem | None:
 def id_faults(values: pa.Array | pa.ChunkedArray, joined: bool = False,
               optional: bool = False) -> list[tuple[np.ndarray, Problem]]:
     """Vectorised `id_problem` over a text column: (bad rows, problem) per problem found.
-    `optional` (link values): null and '' mean no link and are fine; else null is a fault."""
-    text = pc.cast(values, pa.string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+    Printable ASCII without edge spaces passes in Arrow; each other distinct value is judged by
+    `id_problem` itself. `optional` (link values): null and '' mean no link; else null is a fault."""
+    text = _text(values)
     absent = text.is_null().to_numpy(zero_copy_only=False)
-    plain = pc.fill_null(pc.and_(pc.match_substring_regex(text, _PLAIN_ASCII),
-                                 pc.less_equal(pc.utf8_length(text), MAX_ID_CHARS)), False)
+    plain = pc.and_(pc.and_(pc.string_is_ascii(text), pc.ascii_is_printable(text)),
+                    pc.invert(pc.or_(pc.starts_with(text, " "), pc.ends_with(text, " "))))
+    length = pc.utf8_length(text)
+    plain = pc.and_(plain, pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_ID_CHARS)))
     if joined:
-        plain = pc.and_(plain, pc.invert(pc.fill_null(pc.match_substring(text, JOIN), False)))
-    suspect = np.flatnonzero(~plain.to_numpy(zero_copy_only=False) & ~absent)
-    found: dict[Problem, list[int]] = {}
+        plain = pc.and_(plain, pc.invert(pc.match_substring(text, JOIN)))
+    plain = pc.fill_null(plain, True)  # nulls are judged below
+    found: list[tuple[np.ndarray, Problem]] = []
     if not optional and absent.any():
-        found[("must be given on every row", "每行都必须提供")] = np.flatnonzero(absent).tolist()
-    for row, value in zip(suspect.tolist(), text.take(pa.array(suspect)).to_pylist(), strict=True):
-        problem = None if optional and value == "" else id_problem(value, joined)
+        found.append((np.flatnonzero(absent), ("must be given on every row", "每行都必须提供")))
+    by_problem: dict[Problem, list[str]] = {}
+    for value in pc.unique(pc.filter(text, pc.invert(plain))).to_pylist():
+        problem = None if value is None or optional and value == "" else id_problem(value, joined)
         if problem is not None:
-            found.setdefault(problem, []).append(row)
-    return [(np.array(rows, dtype=np.int64), problem) for problem, rows in found.items()]
+            by_problem.setdefault(problem, []).append(value)
+    for problem, bad in by_problem.items():
+        found.append((np.flatnonzero(pc.fill_null(pc.is_in(text, pa.array(bad, pa.string())), False)
+                                     .to_numpy(zero_copy_only=False)), problem))
+    return found
+
+
+def _text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    text = pc.cast(values, pa.string())
+    return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
 
 
 def duplicate_rows(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows whose id already appeared on an earlier row (compared exactly, as text)."""
-    text = pc.cast(ids, pa.string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+    text = _text(ids)
     if len(pc.unique(text)) == len(text):
         return np.zeros(0, dtype=np.int64)
     codes = pc.dictionary_encode(text).indices.to_numpy(zero_copy_only=False)
