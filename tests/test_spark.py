@@ -90,3 +90,24 @@ def test_city_year_on_spark_equals_local(city, tmp_path):
     spark = settle_spark(policy, data, tmp_path / "spark", period)
     assert spark.rows["claim"] == local.rows["claim"] == CLAIMS
     assert assert_same(policy, tmp_path / "local", tmp_path / "spark") > 20
+
+
+def test_bad_claims_are_refused_on_spark_and_earlier_results_kept(tmp_path):
+    """The value checks of a local run hold on Spark too (a 1e300 cost, a claim id used twice),
+    and a refused run leaves the earlier results as they were."""
+    from test_data_attacks import ATTACKS, POLICY, h1_payment, outputs, write_basics
+
+    from engine.errors import SituationError
+    from engine.run.situation import parse_period
+    write_basics(tmp_path / "good")
+    settle_spark(POLICY, tmp_path / "good", tmp_path / "out", parse_period("2024"), master="local[2]")
+    h1 = pq.read_table(tmp_path / "out" / "institution.parquet").to_pydict()
+    assert h1["points_payment"][h1["id"].index("H1")] == float(h1_payment())
+    before = outputs(tmp_path / "out")
+    for attack, path in (("huge_cost", "claim.parquet:total_cost"), ("duplicate_claim", "claim.parquet:id")):
+        write_basics(tmp_path / attack, ATTACKS[attack][0])
+        with pytest.raises(SituationError) as err:
+            settle_spark(POLICY, tmp_path / attack, tmp_path / "out", parse_period("2024"), master="local[2]")
+        assert [f.path for f in err.value.faults] == [path]
+    assert outputs(tmp_path / "out") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["duplicate_claim", "good", "huge_cost", "out"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +17,12 @@ import pyarrow.parquet as pq
 
 from engine.errors import InputFault, SituationError
 from engine.model.spec import Entity, Variable
+from engine.run.checks import Problem, duplicate_rows, id_faults, joined_links, number_faults
 from engine.run.columns import EntityColumns
 from engine.run.money import round_half_up
 
 SUFFIXES = (".parquet", ".csv")
+SHOWN_ROWS = 5  # bad rows named in a fault
 
 
 def entity_file(folder: Path, entity: str) -> Path | None:
@@ -46,30 +53,100 @@ def _numpy(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray
                 else pc.cast(array, pa.date32())
             return values.to_numpy(zero_copy_only=False).astype("datetime64[D]"), given
         text = pc.cast(array, pa.string())
-        if var.values:
-            bad = pc.unique(pc.filter(text, pc.invert(pc.fill_null(pc.is_in(text, pa.array(var.values)), True))))
-            if len(bad):
-                raise SituationError([InputFault(path, f"'{bad[0].as_py()}' is not one of {', '.join(var.values)}",
-                                                 f"“{bad[0].as_py()}”不是允许的取值（{', '.join(var.values)}）")])
         return pc.fill_null(text, str(default)).to_numpy(zero_copy_only=False).astype(str), given
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise SituationError([InputFault(path, f"column cannot be read as {var.type}: {err}",
                                          f"该列无法按{var.type}读取")]) from None
 
 
-def read_entity(path: Path, entity: Entity) -> EntityColumns:
-    """Read one entity's file; unknown columns are faults naming the file and column."""
-    return entity_columns(read_table(path), entity, path.name)
+def read_entity(path: Path, entity: Entity, joined: frozenset = frozenset()) -> EntityColumns:
+    """Read one entity's file, checked (`check_table`); faults name the file, column and rows."""
+    table = read_table(path)
+    check_table(table, entity, path.name, joined)
+    return entity_columns(table, entity, path.name)
+
+
+def row_fault(source: str, column: str, rows: np.ndarray, problem: Problem, offset: int = 0) -> InputFault:
+    """A fault naming the file, the column and the first bad rows (counted from 0, header excluded)."""
+    shown = ", ".join(str(int(r) + offset) for r in rows[:SHOWN_ROWS])
+    more = f" and {len(rows) - SHOWN_ROWS} more" if len(rows) > SHOWN_ROWS else ""
+    more_zh = f" 等共 {len(rows)} 行" if len(rows) > SHOWN_ROWS else ""
+    return InputFault(f"{source}:{column}", f"rows {shown}{more} (from 0): {problem[0]}",
+                      f"第 {shown} 行{more_zh}（从 0 起）：{problem[1]}")
+
+
+def table_faults(table: pa.Table, entity: Entity, source: str, joined: frozenset = frozenset(),
+                 offset: int = 0, unique: bool = True) -> list[InputFault]:
+    """Every value check the JSON reader makes, vectorised over a table of one entity: ids
+    (printable, unique), link values, numbers (finite, MEDPAY_MAX_AMOUNT, minimum), types and
+    allowed values. `offset`: the table's first row in the file; `joined`: the (entity, link)
+    pairs joined into derived ids."""
+    faults = _layout_faults(table, entity, source)
+    if faults:
+        return faults
+    faults += [row_fault(source, "id", rows, (f"the id {p[0]}", f"id {p[1]}"), offset)
+               for rows, p in id_faults(table["id"])]
+    if unique:
+        dup = duplicate_rows(table["id"])
+        if len(dup):
+            faults.append(row_fault(source, "id", dup, ("the id is already used by an earlier row",
+                                                        "id 与前面的行重复"), offset))
+    for name in table.column_names:
+        if name in entity.links:
+            faults += [row_fault(source, name, rows, (f"the link {p[0]}", f"链接 {p[1]}"), offset)
+                       for rows, p in id_faults(table[name], (entity.name, name) in joined, optional=True)]
+        elif name != "id":
+            faults += _column_faults(table[name], entity.variables[name], source, name, offset)
+    return faults
+
+
+def check_table(table: pa.Table, entity: Entity, source: str, joined: frozenset = frozenset()) -> None:
+    """`table_faults`, raised as one SituationError."""
+    faults = table_faults(table, entity, source, joined)
+    if faults:
+        raise SituationError(faults)
+
+
+def _layout_faults(table: pa.Table, entity: Entity, source: str) -> list[InputFault]:
+    if "id" not in table.column_names:
+        return [InputFault(source, "the file needs an 'id' column", "文件缺少 id 列")]
+    return [InputFault(f"{source}:{c}", f"{entity.name} has no field '{c}'", f"{entity.name} 没有字段“{c}”")
+            for c in table.column_names if c != "id" and c not in entity.variables]
+
+
+def _column_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str,
+                   offset: int) -> list[InputFault]:
+    """Type, finiteness, amount limit, minimum and allowed values of one column's given cells."""
+    if var.type == "string":
+        return _value_faults(array, var, source, name, offset) if var.values else []
+    try:
+        values, given = _numpy(array, var, f"{source}:{name}")
+    except SituationError as err:
+        return err.faults
+    if var.type == "number":
+        return [row_fault(source, name, rows, p, offset) for rows, p in number_faults(var, values, given)]
+    return []
+
+
+def _value_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str, offset: int) -> list[InputFault]:
+    """Text cells that are not one of the field's allowed values (the distinct values, then their rows)."""
+    text = pc.cast(array, pa.string())
+    allowed = pa.array(var.values, pa.string())
+    unknown = pc.filter(pc.unique(pc.drop_null(text)), pc.invert(pc.is_in(pc.unique(pc.drop_null(text)), allowed)))
+    if not len(unknown):
+        return []
+    rows = np.flatnonzero(pc.fill_null(pc.is_in(text, unknown), False).to_numpy(zero_copy_only=False))
+    value = text[int(rows[0])].as_py()
+    return [row_fault(source, name, rows, (f"'{value}' is not one of {', '.join(var.values)}",
+                                           f"“{value}”不是允许的取值（{', '.join(var.values)}）"), offset)]
 
 
 def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumns:
-    """An Arrow table of one entity as typed engine columns (links stay in Arrow)."""
-    if "id" not in table.column_names:
-        raise SituationError([InputFault(source, "the file needs an 'id' column", "文件缺少 id 列")])
-    unknown = [c for c in table.column_names if c != "id" and c not in entity.variables]
-    if unknown:
-        raise SituationError([InputFault(f"{source}:{c}", f"{entity.name} has no field '{c}'",
-                                         f"{entity.name} 没有字段“{c}”") for c in unknown])
+    """An Arrow table of one entity as typed engine columns (links stay in Arrow); values are
+    checked by `check_table` before."""
+    layout = _layout_faults(table, entity, source)
+    if layout:
+        raise SituationError(layout)
     cols = EntityColumns(pc.cast(table["id"], pa.string()))
     for name in table.column_names:
         if name == "id":
@@ -93,8 +170,36 @@ def read_entities(model, folder: Path, skip: tuple[str, ...] = ()) -> dict[str, 
         if entity.derived:
             raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
                                              "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
-        data[name] = read_entity(path, entity)
+        data[name] = read_entity(path, entity, frozenset(joined_links(model)))
     return data
+
+
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """A temporary folder beside `out` to write into; moved into place only when the block ends
+    without an error, so a failed run leaves earlier outputs untouched and no partial files."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _move_into_place(stage, out)
+
+
+def _move_into_place(stage: Path, out: Path) -> None:
+    """The whole folder by one rename when `out` is new; else each result by a rename (files the
+    run did not write stay)."""
+    if not out.exists():
+        stage.rename(out)
+        return
+    for item in stage.iterdir():
+        target = out / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # a Spark result folder: replaced whole
+        os.replace(item, target)
+    stage.rmdir()
 
 
 def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str]) -> None:

@@ -16,11 +16,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.batch import partition
-from engine.batch.io import entity_columns, entity_file, read_entities, read_table, write_entity
+from engine.batch.io import check_table, entity_file, read_entities, read_table, staged_output, write_entity
 from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
+from engine.run.checks import joined_links
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
@@ -98,11 +99,19 @@ def write(policy: Policy, pop: Population, steps: list, out: Path) -> None:
 def settle(policy: Policy, folder: Path, out: Path, period: Period,
            on_step: Callable[[str], None] | None = None, chunk_rows: int | None = None) -> Summary:
     """Read, evaluate every stage, write — claims in chunks of at most `chunk_rows` (referral
-    chains kept whole), so memory stays bounded; timings of each phase and the peak memory."""
-    try:
-        rounds = split(policy.plan, BIG)
-    except NotDistributable:
-        return _settle_whole(policy, folder, out, period, on_step)
+    chains kept whole), so memory stays bounded; timings of each phase and the peak memory.
+    Every input value is checked first; the results reach `out` only when the whole run succeeds."""
+    with staged_output(out) as stage:
+        try:
+            rounds = split(policy.plan, BIG)
+        except NotDistributable:
+            return _settle_whole(policy, folder, stage, period, on_step)
+        return _settle_chunks(policy, folder, stage, period, rounds, on_step, chunk_rows)
+
+
+def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, rounds,
+                   on_step: Callable[[str], None] | None, chunk_rows: int | None) -> Summary:
+    """Claims in chunks, the small entities whole on the driver (see `settle`)."""
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
     small = _small_entities(policy, folder)
@@ -212,7 +221,7 @@ def _claims(policy: Policy, folder: Path) -> pa.Table:
     if path is None:
         return pa.table({"id": pa.array([], pa.string())})
     table = read_table(path)
-    entity_columns(table.slice(0, 0), policy.model.entities[BIG], path.name)  # unknown columns, bad types
+    check_table(table, policy.model.entities[BIG], path.name, frozenset(joined_links(policy.model)))
     return table
 
 

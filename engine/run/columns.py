@@ -36,7 +36,9 @@ class UnknownLink:
 
 
 def as_text(values) -> np.ndarray:
-    """Ids as fixed-width text, '' for missing (small id sets only)."""
+    """Ids as fixed-width text, '' for missing (small id sets only). Fixed-width numpy text drops
+    trailing NUL characters: the readers refuse control characters in ids and links
+    (engine.run.checks), so no two distinct ids become one here."""
     if hasattr(values, "to_pylist"):
         return np.array(["" if v is None else str(v) for v in values.to_pylist()], dtype=str)
     if values.dtype.kind == "U":
@@ -73,6 +75,8 @@ def resolve_links(values, parent_ids) -> tuple[np.ndarray, np.ndarray, list[str]
     the distinct values (to name an unknown one)."""
     codes, uniques = encode(values)
     lookup = {pid: i for i, pid in enumerate(as_text(parent_ids).tolist())}
+    if len(lookup) != len(parent_ids):  # readers refuse duplicate and unprintable ids; never merge two
+        raise ValueError("two parent ids became one as text; ids must be distinct printable text")
     mapped = np.array([lookup.get(v, -1) for v in uniques] + [-1], dtype=np.int64)
     idx = mapped[codes]  # code -1 picks the trailing -1
     unknown = np.flatnonzero((codes >= 0) & (idx < 0))
@@ -168,5 +172,7 @@ def default_column(var, n: int) -> np.ndarray:
     """An input nobody gave: its default on every row."""
     if var.type == "date":
         return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    dtype = {"number": float, "bool": bool, "string": str}[var.type]
-    return np.full(n, var.default_value(), dtype=dtype)
+    default = var.default_value()
+    if var.type == "string":  # np.full(n, "inpatient", dtype=str) would keep only "i"
+        return np.full(n, default, dtype=np.array(default).dtype)
+    return np.full(n, default, dtype={"number": float, "bool": bool}[var.type])

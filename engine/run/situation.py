@@ -13,14 +13,14 @@ import numpy as np
 from engine.errors import InputFault, SituationError
 from engine.model.spec import Variable
 from engine.period import Period, parse_period
-from engine.policy.spec import Policy
+from engine.policy.spec import Parameter, Policy
 from engine.policy.values import ValueProblem, normalize
+from engine.run.checks import id_problem, joined_links, number_problem
 from engine.run.columns import EntityColumns, build_population
 from engine.run.population import Population
 from engine.settings import LIMITS
 
 MAX_ROWS = LIMITS.rows
-MAX_AMOUNT = LIMITS.amount
 TOP_LEVEL = ("period", "parameters", "entities", "outputs")
 
 __all__ = ["Period", "Situation", "parse_period", "read_situation"]
@@ -42,6 +42,7 @@ class _Reader:
         self.policy = policy
         self.model = policy.model
         self.faults: list[InputFault] = []
+        self.joined = joined_links(policy.model)
 
     def fault(self, path: str, en: str, zh: str) -> None:
         self.faults.append(InputFault(path, en, zh))
@@ -83,9 +84,10 @@ class _Reader:
                            f"未知参数“{name}”")
                 continue
             try:
-                out[name] = normalize(param.kind, value)
+                out[name] = checked_override(param, value)
             except ValueProblem as err:
-                self.fault(path, err.en, err.zh)
+                self.fault(path + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in err.sub),
+                           f"{name}: {err.en}", f"{name}：{err.zh}")
         return out
 
     def rows(self, entities: dict) -> dict[str, list[dict]]:
@@ -127,7 +129,11 @@ class _Reader:
         out: dict[str, Any] = {}
         rid = row.get("id")
         if isinstance(rid, (str, int)) and not isinstance(rid, bool) and str(rid) != "":
-            out["id"] = str(rid)
+            problem = id_problem(str(rid))
+            if problem is None:
+                out["id"] = str(rid)
+            else:
+                self.fault(f"{path}.id", f"the id {problem[0]}", f"id {problem[1]}")
         else:
             self.fault(f"{path}.id", "every row needs an id (text or whole number)", "每行都需要 id（文本或整数）")
         for key, value in row.items():
@@ -148,24 +154,27 @@ class _Reader:
     def value(self, var: Variable, value: Any, path: str, is_link: bool) -> Any:
         if is_link:
             if isinstance(value, (str, int)) and not isinstance(value, bool):
-                return str(value)
+                text = str(value)
+                problem = None if text == "" else id_problem(text, (var.entity, var.name) in self.joined)
+                if problem is None:
+                    return text
+                self.fault(path, f"the link {problem[0]}", f"链接 {problem[1]}")
+                return None
             self.fault(path, "a link names the parent's id (text)", "链接字段应为上级的 id（文本）")
             return None
         if var.type == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self.fault(path, f"must be a number, not {json_kind(value)}", "应为数字")
                 return None
-            if not math.isfinite(value):
-                self.fault(path, "must be a finite number", "应为有限数字")
+            try:
+                number = float(value)
+            except OverflowError:  # a JSON integer too large for a float
+                number = math.inf
+            problem = number_problem(var, number)
+            if problem is not None:
+                self.fault(path, *problem)
                 return None
-            if abs(value) > MAX_AMOUNT:
-                self.fault(path, f"{value:g} is beyond the largest amount accepted ({MAX_AMOUNT:g})",
-                           f"{value:g} 超出可接受的最大数值（{MAX_AMOUNT:g}）")
-                return None
-            if var.minimum is not None and value < var.minimum:
-                self.fault(path, f"must be at least {var.minimum:g}, not {value:g}", f"不能小于 {var.minimum:g}")
-                return None
-            return float(value)
+            return number
         if var.type == "bool":
             if not isinstance(value, bool):
                 self.fault(path, f"must be true or false, not {json_kind(value)}", "应为 true 或 false")
@@ -240,6 +249,66 @@ def _column(var: Variable, given: list, n: int) -> np.ndarray:
     if var.type == "date":
         return np.array([np.datetime64("NaT") if g is None else g for g in filled], dtype="datetime64[D]")
     return np.array(filled, dtype=str) if n else np.zeros(0, dtype=str)
+
+
+RATE_UNITS = ("ratio", "percent")
+
+
+def checked_override(param: Parameter, value: Any) -> Any:
+    """A `parameters` override in its runtime form, held to the rules of the policy's own values:
+    the parameter's kind, finite numbers within MEDPAY_MAX_AMOUNT, a map's known categories, a
+    band table's increasing edges, rates not below zero (or the declared minimum/maximum)."""
+    if param.kind == "string" and not isinstance(value, str):
+        raise ValueProblem(f"must be a text, not {json_kind(value)}", "应为文本")
+    if param.kind in ("number", "map", "bands") and isinstance(value, (list, bool)) \
+            or param.kind == "number" and isinstance(value, dict):
+        raise ValueProblem(f"must be a {param.kind} value, not {json_kind(value)}", "取值类型与参数不符")
+    if param.kind == "bands" and isinstance(value, dict) and isinstance(value.get("edges"), list):
+        for i, edge in enumerate(value["edges"]):  # before the order check, which NaN would confuse
+            if isinstance(edge, (int, float)) and not isinstance(edge, bool):
+                _check_number(param, float(edge), ("edges", i), bounded=False)
+    out = normalize(param.kind, value)
+    if param.kind == "number":
+        _check_number(param, out, ())
+    elif param.kind == "map":
+        _check_map(param, out)
+    elif param.kind == "bands":
+        for i, edge in enumerate(out["edges"]):
+            _check_number(param, edge, ("edges", i), bounded=False)
+        for i, rate in enumerate(out["rates"]):
+            _check_number(param, rate, ("rates", i))
+    return out
+
+
+def _check_map(param: Parameter, value: dict) -> None:
+    known = {k for v in param.versions if isinstance(v.value, dict) for k in v.value}
+    for key, item in value.items():
+        if key not in known:
+            raise ValueProblem(f"unknown category '{key}' (known: {', '.join(sorted(known))}){_hint(key, known)}",
+                               f"未知类别“{key}”（可用：{', '.join(sorted(known))}）", (key,))
+        if param.value_type == "number" and not isinstance(item, float):
+            raise ValueProblem(f"must be a number, not {json_kind(item)}", "应为数字", (key,))
+        if isinstance(item, float):
+            _check_number(param, item, (key,))
+
+
+def _check_number(param: Parameter, value: float, sub: tuple, bounded: bool = True) -> None:
+    """Finite, within MEDPAY_MAX_AMOUNT, and (a rate) within the parameter's bounds."""
+    if not math.isfinite(value):
+        raise ValueProblem("must be a finite number", "应为有限数字", sub)
+    if abs(value) > LIMITS.amount:
+        raise ValueProblem(f"{value:g} is beyond the largest amount accepted ({LIMITS.amount:g})",
+                           f"{value:g} 超出可接受的最大数值（{LIMITS.amount:g}）", sub)
+    if not bounded:
+        return
+    low = getattr(param, "minimum", None)
+    high = getattr(param, "maximum", None)
+    if low is None and param.unit in RATE_UNITS:
+        low = 0.0
+    if low is not None and value < low:
+        raise ValueProblem(f"must be at least {low:g}, not {value:g}", f"不能小于 {low:g}（给出 {value:g}）", sub)
+    if high is not None and value > high:
+        raise ValueProblem(f"must be at most {high:g}, not {value:g}", f"不能大于 {high:g}（给出 {value:g}）", sub)
 
 
 def json_kind(value: Any) -> str:

@@ -21,13 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.batch import partition as part
-from engine.batch.io import entity_file, read_entities
+from engine.batch.io import SHOWN_ROWS, entity_file, read_entities, staged_output, table_faults
 from engine.batch.settle import Summary, peak_rss_mb, write
 from engine.compile.build import load_policy_file
 from engine.errors import InputFault, SituationError
 from engine.period import Period
 from engine.plan.rounds import split
 from engine.policy.spec import Policy
+from engine.run.checks import joined_links
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 
@@ -83,9 +84,33 @@ def _driver_population(policy: Policy, folder: Path, claims, period: Period):
     return part.driver_population(policy, data, BIG, keys, rows, str(period.end))
 
 
+def check_claims(policy: Policy, claim_file: Path, claims) -> None:
+    """The checks of a local run on the claim file: values batch by batch on the driver (memory
+    stays bounded), ids used twice with a Spark group-by."""
+    entity, joined = policy.model.entities[BIG], frozenset(joined_links(policy.model))
+    faults, offset = [], 0
+    for batch in pq.ParquetFile(claim_file).iter_batches(batch_size=1_000_000):
+        faults += table_faults(pa.Table.from_batches([batch]), entity, claim_file.name, joined, offset, unique=False)
+        offset += batch.num_rows
+        if faults:
+            raise SituationError(faults)
+    twice = [r[0] for r in claims.groupBy("id").count().where("count > 1").limit(SHOWN_ROWS).collect()]
+    if twice:
+        shown = ", ".join(repr(str(i)) for i in twice)
+        raise SituationError([InputFault(f"{claim_file.name}:id", f"ids used by more than one row: {shown}",
+                                         f"以下 id 被多行使用：{shown}")])
+
+
 def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None = "local[2]",
                  partitions: int | None = None) -> Summary:
-    """Settle on Spark; writes the same files as `settle` (claims as a Parquet folder)."""
+    """Settle on Spark; writes the same files as `settle` (claims as a Parquet folder), and only
+    when the whole run succeeds (see `staged_output`)."""
+    with staged_output(out) as stage:
+        return _settle_spark(policy, folder, stage, period, master, partitions)
+
+
+def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None,
+                  partitions: int | None) -> Summary:
     from pyspark.sql import functions as F
     started = time.perf_counter()
     summary = Summary(policy.id, period.text)
@@ -96,6 +121,7 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
     if claim_file is None or claim_file.suffix != ".parquet":
         raise SituationError([InputFault(str(folder), "Spark settlement reads claim.parquet", "Spark 结算需要 claim.parquet")])
     claims = spark.read.parquet(str(claim_file))
+    check_claims(policy, claim_file, claims)
     chain_key = F.coalesce(F.col("episode"), F.col("id")) if "episode" in claims.columns else F.col("id")
     claims = claims.repartition(partitions or max(2, sc.defaultParallelism), chain_key)
     pop = _driver_population(policy, folder, claims, period)
