@@ -22,9 +22,9 @@ import yaml
 
 from engine.batch.settle import settle
 from engine.cli import main
+from engine.compile.build import load_policy_file
 from engine.errors import SituationError
 from engine.model.spec import Variable
-from engine.policy.loader import load_policy_file
 from engine.run.checks import MAX_ID_CHARS, id_faults, id_problem, number_faults, number_problem
 from engine.run.columns import default_column, resolve_links
 from engine.run.evaluate import evaluate
