@@ -72,14 +72,14 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
     """`entity.id.variable` → {value, formula, inputs, source, assumed, note}."""
     compiler = Compiler(policy)
     trace: dict[str, dict] = {}
+    omitted = 0
     for step in steps:
         var = step.variable
-        n = pop.sizes[var.entity]
-        if n == 0:
+        total = pop.sizes[var.entity]
+        n = min(total, MAX_TRACE_VALUES - len(trace))  # the first rows of each value, up to the limit
+        omitted += total - n
+        if n <= 0:
             continue
-        if len(trace) + n > MAX_TRACE_VALUES:
-            trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values"}
-            break
         compiler.notes = step.checked.notes
         frame = Frame(pop, var.entity, ctx)
         columns = {}
@@ -92,19 +92,19 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                                                       frame.full(compiler.node(node)(frame)))
         params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
                   for p in sorted(step.checked.params)}
-        children = _children(policy, pop, step, var.entity)
-        parents = _parents(pop, step, var.entity)
+        children = _children(policy, pop, step, var.entity, n)
+        parents = _parents(pop, step, var.entity, n)
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
         ids = pop.ids[var.entity]
         values = pop.columns[var.entity][var.name]
+        chosen = {text: _version_rows(policy, ctx, frame, col[1]) for text, col in columns.items() if col[0] == "param"}
         for i in range(n):
             is_supplied = supplied is not None and bool(supplied[1][i])
             inputs = {}
             for text, col in columns.items():
                 if col[0] == "param":
-                    versions = ctx.versions(col[1])
-                    idx = policy.parameters[col[1]].version_index(frame.dates()) if len(versions) > 1 else 0
-                    inputs[text] = versions[int(np.asarray(idx).reshape(-1)[i] if np.ndim(idx) else idx)]
+                    versions, idx = chosen[text]
+                    inputs[text] = versions[int(idx[i]) if idx is not None else 0]
                 else:
                     inputs[text] = json_value(col[2][i], col[1])
             trace[f"{var.entity}.{ids[i]}.{var.name}"] = {
@@ -118,23 +118,37 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 "children": {} if is_supplied else {text: keys[i] for text, keys in children.items() if keys[i]},
                 "parents": {} if is_supplied else {text: keys[i] for text, keys in parents.items() if keys[i]},
             }
+    if omitted:
+        trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values (MEDPAY_MAX_TRACE_VALUES); "
+                                       f"{omitted} values not explained", "limit": MAX_TRACE_VALUES, "omitted": omitted}
     return trace
 
 
-def _parents(pop: Population, step: Step, entity: str) -> dict[str, list]:
-    """For each parent value the formula reads (`fund.point_value`), its trace key, per row."""
+def _version_rows(policy: Policy, ctx: RunContext, frame: Frame, name: str) -> tuple[list, np.ndarray | None]:
+    """A dated parameter's versions and, per row, the index of the version in force (None: one version)."""
+    versions = ctx.versions(name)
+    if len(versions) <= 1:
+        return versions, None
+    idx = np.asarray(policy.parameters[name].version_index(frame.dates()))
+    return versions, np.broadcast_to(idx.reshape(-1) if idx.ndim else idx, (frame.size,))
+
+
+def _parents(pop: Population, step: Step, entity: str, rows: int) -> dict[str, list]:
+    """For each parent value the formula reads (`fund.point_value`), its trace key, for the first `rows` rows."""
     out: dict[str, list] = {}
     for node in input_nodes(step.checked.node, step.checked.notes):
         ref = step.checked.notes.get(id(node))
         if isinstance(node, ast.Name) and isinstance(ref, Ref) and ref.kind == "var" and ref.path:
-            idx = pop.parent_index(entity, ref.path)
+            idx = pop.parent_index(entity, ref.path)[:rows]
             parent_ids = pop.ids[ref.entity]
             out[label(node)] = ["" if i < 0 else f"{ref.entity}.{parent_ids[i]}.{ref.name}" for i in idx.tolist()]
     return out
 
 
-def _children(policy: Policy, pop: Population, step: Step, entity: str, most: int = 20) -> dict[str, list]:
-    """For each aggregation in the formula, the trace keys of the child values it adds up, per row."""
+def _children(policy: Policy, pop: Population, step: Step, entity: str, traced: int,
+              most: int = 20) -> dict[str, list]:
+    """For each aggregation in the formula, the trace keys of the child values it adds up, for the
+    first `traced` rows (at most `most` keys each)."""
     out: dict[str, list] = {}
     for node in input_nodes(step.checked.node, step.checked.notes):
         info = step.checked.notes.get(id(node))
@@ -151,13 +165,22 @@ def _children(policy: Policy, pop: Population, step: Step, entity: str, most: in
             keep = child_frame.full(compiler.node(node.where)(child_frame)).astype(bool)
             groups = np.where(keep, groups, -1)
         child_ids = pop.ids[info.child]
-        rows: list[list[str]] = [[] for _ in range(pop.sizes[entity])]
-        for child_row in np.flatnonzero(groups >= 0)[: most * max(1, pop.sizes[entity])]:
-            bucket = rows[groups[child_row]]
-            if len(bucket) < most:
-                bucket.append(f"{info.child}.{child_ids[child_row]}.{ref.name}")
+        rows: list[list[str]] = [[] for _ in range(traced)]
+        for child_row, parent in zip(*_first_of_each(groups, traced, most), strict=True):
+            rows[parent].append(f"{info.child}.{child_ids[child_row]}.{ref.name}")
         out[label(node)] = rows
     return out
+
+
+def _first_of_each(groups: np.ndarray, traced: int, most: int) -> tuple[list[int], list[int]]:
+    """(child rows, parent rows): the first `most` children of each of the first `traced` parents."""
+    child = np.flatnonzero((groups >= 0) & (groups < traced))
+    parent = groups[child]
+    order = np.argsort(parent, kind="stable")
+    child, parent = child[order], parent[order]
+    rank = np.arange(len(parent)) - np.searchsorted(parent, parent, side="left")
+    keep = rank < most
+    return child[keep].tolist(), parent[keep].tolist()
 
 
 def _money(policy: Policy, info) -> bool:
