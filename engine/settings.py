@@ -10,7 +10,7 @@
 | values in one evaluate answer (rows × outputs) | MEDPAY_MAX_RESPONSE_VALUES | 2,000,000 values |
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
-| trace size | MEDPAY_MAX_TRACE_VALUES | 20,000 values |
+| trace size | MEDPAY_MAX_TRACE_VALUES | 5,000 values (the first rows of each value; a `trace_truncated` warning) |
 | policy text checked by /v1/validate without the admin token | MEDPAY_MAX_VALIDATE_BYTES | 200,000 bytes |
 | time to check one policy text in /v1/validate | MEDPAY_MAX_VALIDATE_SECONDS | 10 s (the checking process is killed) |
 | heavy requests at once per server process (evaluate > 200 rows, validate) | MEDPAY_MAX_HEAVY_REQUESTS | 2 |
@@ -42,7 +42,7 @@ class Limits:
     response_values: int = int(_env("MEDPAY_MAX_RESPONSE_VALUES", 2_000_000))
     eval_seconds: float = _env("MEDPAY_MAX_EVAL_SECONDS", 30.0)
     amount: float = _env("MEDPAY_MAX_AMOUNT", 1e13)
-    trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 20_000))
+    trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 5_000))
     validate_bytes: int = int(_env("MEDPAY_MAX_VALIDATE_BYTES", 200_000))
     validate_seconds: float = _env("MEDPAY_MAX_VALIDATE_SECONDS", 10.0)
     heavy_requests: int = max(1, int(_env("MEDPAY_MAX_HEAVY_REQUESTS", 2)))

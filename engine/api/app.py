@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -16,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__, settings
 from engine.api import describe
 from engine.api.evaluation import HEAVY, evaluated, situation_data
-from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, run_with_deadline
+from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.errors import LimitExceeded, PolicyError, SituationError
 from engine.policy.loader import load_policy_text
@@ -26,6 +27,7 @@ from engine.policy.store import PolicyStore
 from engine.run.situation import parse_period
 from engine.settings import LIMITS
 
+log = logging.getLogger("medpay.api")
 COMMON_ERRORS = {
     422: {"model": ErrorBody, "description": "the request has faults; each names its JSON path"},
     400: {"model": ErrorBody, "description": "the Host header is not one of MEDPAY_ALLOWED_HOSTS"},
@@ -144,10 +146,16 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
             raise LimitExceeded("MEDPAY_MAX_VALIDATE_BYTES", f"the policy text has {size} bytes, more than {most} "
                                 "(MEDPAY_MAX_VALIDATE_BYTES without the admin token, MEDPAY_MAX_POLICY_BYTES with it)",
                                 f"政策文本 {size} 字节，超过 {most} 字节的限额")
-        with HEAVY:
-            return await run_in_threadpool(run_with_deadline, validation,
-                                           (request_body.text, request_body.file, store.folder),
-                                           LIMITS.validate_seconds, "MEDPAY_MAX_VALIDATE_SECONDS")
+        try:
+            with HEAVY:
+                return await run_in_threadpool(run_with_deadline, validation,
+                                               (request_body.text, request_body.file, store.folder),
+                                               LIMITS.validate_seconds, "MEDPAY_MAX_VALIDATE_SECONDS")
+        except WorkerFailed as err:  # the checker itself gave up (e.g. nesting too deep): the text's fault
+            log.warning("validate: the check failed with %s (text %s bytes)", err.args[0], size)
+            return _error(422, "policy_unreadable", [{
+                "path": "text", "message": "the policy text could not be checked: simplify its nesting and anchors",
+                "message_zh": "无法校验此政策文本：请减少嵌套层级与锚点引用"}])
 
     def forbidden(authorization: str | None) -> JSONResponse | None:
         token = os.environ.get("MEDPAY_ADMIN_TOKEN")

@@ -5,7 +5,7 @@
   the exception's type and frames, never its message, which may quote the request).
 - `HostCheck`: only the configured Host names (MEDPAY_ALLOWED_HOSTS) are answered (DNS rebinding).
 - `HeavySlots`: at most MEDPAY_MAX_HEAVY_REQUESTS heavy requests at once; the next one gets a 503.
-- `run_with_deadline`: a function in a separate process, killed when its time is up.
+- `run_with_deadline`: a function in a forked process, killed when its time is up.
 """
 
 from __future__ import annotations
@@ -165,17 +165,10 @@ def _child(conn, fn: Callable, args: tuple) -> None:
         conn.close()
 
 
-_CONTEXT: Any = None
-
-
 def _context():
-    """A forkserver with the engine imported: each worker starts in milliseconds, without the
-    server's threads and locks."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["engine.api.app"])
-    return _CONTEXT
+    """Worker processes are forked: they start in milliseconds with the engine already imported, run
+    only the loader, and end with os._exit (no server state is touched or flushed)."""
+    return multiprocessing.get_context("fork")
 
 
 class WorkerFailed(Exception):
