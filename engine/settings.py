@@ -6,7 +6,7 @@
 | formula nesting depth | MEDPAY_MAX_FORMULA_DEPTH | 60 levels |
 | policy file size | MEDPAY_MAX_POLICY_BYTES | 2,000,000 bytes |
 | request body size | MEDPAY_MAX_BODY_BYTES | 20,000,000 bytes |
-| rows per request | MEDPAY_MAX_ROWS | 100,000 rows (all entities together) |
+| rows per request | MEDPAY_MAX_ROWS | 120,000 rows (all entities together: 100,000 claims with their institutions and funds) |
 | values in one evaluate answer (rows × outputs) | MEDPAY_MAX_RESPONSE_VALUES | 2,000,000 values |
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
@@ -38,7 +38,7 @@ class Limits:
     formula_depth: int = int(_env("MEDPAY_MAX_FORMULA_DEPTH", 60))
     policy_bytes: int = int(_env("MEDPAY_MAX_POLICY_BYTES", 2_000_000))
     body_bytes: int = int(_env("MEDPAY_MAX_BODY_BYTES", 20_000_000))
-    rows: int = int(_env("MEDPAY_MAX_ROWS", 100_000))
+    rows: int = int(_env("MEDPAY_MAX_ROWS", 120_000))
     response_values: int = int(_env("MEDPAY_MAX_RESPONSE_VALUES", 2_000_000))
     eval_seconds: float = _env("MEDPAY_MAX_EVAL_SECONDS", 30.0)
     amount: float = _env("MEDPAY_MAX_AMOUNT", 1e13)

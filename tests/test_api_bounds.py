@@ -89,7 +89,7 @@ def test_too_many_rows_is_a_413_before_the_rows_are_copied(client, monkeypatch):
 
 def test_default_limits_bound_one_request():
     limits = Limits()
-    assert limits.rows <= 100_000 and limits.response_values <= 2_000_000 and limits.trace_values <= 5_000
+    assert limits.rows <= 120_000 and limits.response_values <= 2_000_000 and limits.trace_values <= 5_000
     assert limits.body_bytes <= 20_000_000 and limits.validate_bytes < limits.policy_bytes
 
 
