@@ -5,11 +5,16 @@
 | formula length | MEDPAY_MAX_FORMULA_CHARS | 4,000 characters |
 | formula nesting depth | MEDPAY_MAX_FORMULA_DEPTH | 60 levels |
 | policy file size | MEDPAY_MAX_POLICY_BYTES | 2,000,000 bytes |
-| request body size | MEDPAY_MAX_BODY_BYTES | 50,000,000 bytes |
-| rows per request | MEDPAY_MAX_ROWS | 2,000,000 rows (all entities together) |
+| request body size | MEDPAY_MAX_BODY_BYTES | 20,000,000 bytes |
+| rows per request | MEDPAY_MAX_ROWS | 120,000 rows (all entities together: 100,000 claims with their institutions and funds) |
+| values in one evaluate answer (rows × outputs) | MEDPAY_MAX_RESPONSE_VALUES | 2,000,000 values |
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
-| trace size | MEDPAY_MAX_TRACE_VALUES | 20,000 values |
+| trace size | MEDPAY_MAX_TRACE_VALUES | 5,000 values (the first rows of each value; a `trace_truncated` warning) |
+| policy text checked by /v1/validate without the admin token | MEDPAY_MAX_VALIDATE_BYTES | 200,000 bytes |
+| time to check one policy text in /v1/validate | MEDPAY_MAX_VALIDATE_SECONDS | 10 s (the checking process is killed) |
+| heavy requests at once per server process (evaluate > 200 rows, validate) | MEDPAY_MAX_HEAVY_REQUESTS | 2 |
+| Host header values served (any port) | MEDPAY_ALLOWED_HOSTS | localhost,127.0.0.1,::1 |
 | claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
 """
 
@@ -32,11 +37,21 @@ class Limits:
     formula_chars: int = int(_env("MEDPAY_MAX_FORMULA_CHARS", 4000))
     formula_depth: int = int(_env("MEDPAY_MAX_FORMULA_DEPTH", 60))
     policy_bytes: int = int(_env("MEDPAY_MAX_POLICY_BYTES", 2_000_000))
-    body_bytes: int = int(_env("MEDPAY_MAX_BODY_BYTES", 50_000_000))
-    rows: int = int(_env("MEDPAY_MAX_ROWS", 2_000_000))
+    body_bytes: int = int(_env("MEDPAY_MAX_BODY_BYTES", 20_000_000))
+    rows: int = int(_env("MEDPAY_MAX_ROWS", 120_000))
+    response_values: int = int(_env("MEDPAY_MAX_RESPONSE_VALUES", 2_000_000))
     eval_seconds: float = _env("MEDPAY_MAX_EVAL_SECONDS", 30.0)
     amount: float = _env("MEDPAY_MAX_AMOUNT", 1e13)
-    trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 20_000))
+    trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 5_000))
+    validate_bytes: int = int(_env("MEDPAY_MAX_VALIDATE_BYTES", 200_000))
+    validate_seconds: float = _env("MEDPAY_MAX_VALIDATE_SECONDS", 10.0)
+    heavy_requests: int = max(1, int(_env("MEDPAY_MAX_HEAVY_REQUESTS", 2)))
+
+
+def allowed_hosts() -> list[str]:
+    """Host names the API answers (MEDPAY_ALLOWED_HOSTS, comma-separated; `*` for any)."""
+    value = os.environ.get("MEDPAY_ALLOWED_HOSTS") or "localhost,127.0.0.1,::1"
+    return [h.strip().lower().strip("[]") for h in value.split(",") if h.strip()]
 
 
 LIMITS = Limits()

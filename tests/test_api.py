@@ -33,7 +33,7 @@ def folder(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def client(folder: Path) -> TestClient:
-    return TestClient(create_app(folder, watch=False))
+    return TestClient(create_app(folder, watch=False), base_url="http://localhost")
 
 
 def test_healthz_lists_versions(client):
@@ -204,7 +204,7 @@ def test_two_versions_of_a_city_the_period_picks(folder):
     newer = text.replace("effective: {from: 2024-01-01, to: 2025-12-31}", "effective: {from: 2026-01-01, to: null}", 1)
     newer = newer.replace("    value: 5%                          # percent literal", "    value: 6%  #", 1)
     (folder / "_template_2026.yaml").write_text(newer, encoding="utf-8")
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     assert client.get("/healthz").json()["policies"] == {"_template": ["2024-01-01", "2026-01-01"]}
     body = {"entities": {"fund": [{"id": "F", "revenue": 1000}]}, "outputs": ["fund.points_budget"]}
     old = client.post("/v1/cities/_template/evaluate", json={**body, "period": "2025"})

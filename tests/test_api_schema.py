@@ -21,7 +21,7 @@ if FOLDER.exists():
 shutil.copy(ROOT / "policies" / "_template.yaml", FOLDER)
 shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", FOLDER / "tables")
 
-APP = create_app(FOLDER, watch=False)
+APP = create_app(FOLDER, watch=False, allowed_hosts=["testserver"])  # schemathesis calls the app as testserver
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 EXAMPLES = 25 * int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))
 

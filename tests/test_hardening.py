@@ -45,7 +45,7 @@ def variant(rate: str, version: str) -> str:
 
 
 def test_publish_needs_the_token_and_a_good_policy(folder):
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     good = variant("8%", "v8")
     assert client.put("/v1/admin/policies/_template.yaml", json={"text": good}).status_code == 403
     broken = good.replace("formula: sum(claim.points)", "formula: sum(claim.points", 1)
@@ -67,11 +67,11 @@ def test_publish_needs_the_token_and_a_good_policy(folder):
 
 
 def test_restart_serves_the_last_good_version(folder):
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     assert client.put("/v1/admin/policies/_template.yaml", json={"text": variant("7%", "v7")},
                       headers=TOKEN).status_code == 200
     (folder / "_template.yaml").write_text("policy: [broken", encoding="utf-8")  # hand-edited on disk
-    restarted = TestClient(create_app(folder, watch=False))
+    restarted = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     health = restarted.get("/healthz").json()
     assert health["policies"] == {"_template": ["v7"]}
     assert health["refused_files"] == ["_template.yaml"]
@@ -79,7 +79,7 @@ def test_restart_serves_the_last_good_version(folder):
 
 def test_body_size_limit(folder, monkeypatch):
     monkeypatch.setattr("engine.api.limits.LIMITS", Limits(body_bytes=2_000))
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     big = {**SITUATION, "entities": {"claim": [{"id": f"c{i}", "total_cost": 1} for i in range(200)]}}
     r = client.post("/v1/cities/_template/evaluate", json=big)
     assert r.status_code == 413 and "MEDPAY_MAX_BODY_BYTES" in r.json()["detail"][0]["message"]
@@ -87,7 +87,7 @@ def test_body_size_limit(folder, monkeypatch):
 
 
 def test_rows_and_time_limits(folder, monkeypatch):
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     monkeypatch.setattr("engine.run.situation.MAX_ROWS", 2)
     r = client.post("/v1/cities/_template/evaluate", json=SITUATION)
     fault = r.json()["detail"][0]
@@ -107,7 +107,7 @@ def test_rows_and_time_limits(folder, monkeypatch):
     ("setting", "inpatent", "did you mean 'inpatient'"),
 ])
 def test_bad_values_are_named_at_their_path(folder, field, value, words):
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     claims = [dict(c) for c in SITUATION["entities"]["claim"]]
     claims[1][field] = value
     r = client.post("/v1/cities/_template/evaluate", json={**SITUATION, "entities": {**SITUATION["entities"], "claim": claims}})
@@ -130,7 +130,7 @@ def test_overflow_becomes_zero_with_a_warning():
 
 
 def test_logs_hold_no_identifiers_or_amounts(folder, caplog):
-    client = TestClient(create_app(folder, watch=False))
+    client = TestClient(create_app(folder, watch=False), base_url="http://localhost")
     secret = {**SITUATION, "entities": {**SITUATION["entities"], "claim": [
         {**SITUATION["entities"]["claim"][0], "id": "PATIENT-4711", "total_cost": 98765.43, "episode": "CHAIN-0815"}]}}
     with caplog.at_level(logging.DEBUG):

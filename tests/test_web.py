@@ -56,7 +56,8 @@ def policy_folder(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory) -> TestClient:
-    return TestClient(create_app(policy_folder(tmp_path_factory.mktemp("web")), watch=False))
+    app = create_app(policy_folder(tmp_path_factory.mktemp("web")), watch=False)
+    return TestClient(app, base_url="http://localhost")
 
 
 def test_index_static_and_demo_endpoints(client):

@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine import __version__
+from engine import __version__, settings
 from engine.api import describe
-from engine.api.evaluation import evaluated, situation_data
-from engine.api.limits import BodyLimit
+from engine.api.evaluation import HEAVY, evaluated, situation_data
+from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
 from engine.errors import LimitExceeded, PolicyError, SituationError
@@ -25,12 +25,16 @@ from engine.period import parse_period
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
+from engine.settings import LIMITS
 
 log = logging.getLogger("medpay.api")
 COMMON_ERRORS = {
     422: {"model": ErrorBody, "description": "the request has faults; each names its JSON path"},
-    413: {"model": ErrorBody, "description": "the request is larger than a limit (MEDPAY_MAX_BODY_BYTES, MEDPAY_MAX_ROWS)"},
-    503: {"model": ErrorBody, "description": "the evaluation took longer than MEDPAY_MAX_EVAL_SECONDS"},
+    400: {"model": ErrorBody, "description": "the Host header is not one of MEDPAY_ALLOWED_HOSTS"},
+    413: {"model": ErrorBody, "description": "the request or its answer is larger than a limit (MEDPAY_MAX_BODY_BYTES, "
+                                             "MEDPAY_MAX_ROWS, MEDPAY_MAX_RESPONSE_VALUES, MEDPAY_MAX_VALIDATE_BYTES)"},
+    503: {"model": ErrorBody, "description": "busy (MEDPAY_MAX_HEAVY_REQUESTS) or over a time budget "
+                                             "(MEDPAY_MAX_EVAL_SECONDS, MEDPAY_MAX_VALIDATE_SECONDS); retry later"},
 }
 ERRORS = {404: {"model": ErrorBody, "description": "unknown city"},
           422: {"model": ErrorBody, "description": "the situation has faults; each names its JSON path"}}
@@ -48,8 +52,20 @@ def _error(status: int, kind: str, faults: list[dict], headers: dict | None = No
     return JSONResponse(status_code=status, content={"error": kind, "detail": faults}, headers=headers)
 
 
-def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) -> FastAPI:
-    """Build the app over a policy folder; with `watch`, changed files are reloaded by themselves."""
+def validation(text: str, file: str, folder: Path) -> dict:
+    """The /v1/validate answer for one policy text (run in a worker process with a deadline)."""
+    try:
+        policy = load_policy_text(text, file, folder)
+    except PolicyError as err:
+        return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
+                "assumed": []}
+    return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+
+
+def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """Build the app over a policy folder; with `watch`, changed files are reloaded by themselves.
+    `allowed_hosts` (default MEDPAY_ALLOWED_HOSTS) are the Host names answered, with any port."""
     store = PolicyStore(Path(policy_dir or POLICY_DIR))
     if watch if watch is not None else os.environ.get("MEDPAY_WATCH", "1") == "1":
         store.watch(float(os.environ.get("MEDPAY_WATCH_INTERVAL", "1.0")))
@@ -57,8 +73,8 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
                   description="Medical-insurance payment rules engine — 医保支付规则引擎. "
                               "Policies are data; every value can be explained with its clause.")
     app.state.store = store
-    app.add_middleware(BodyLimit)
-
+    app.add_middleware(HostCheck, allowed=settings.allowed_hosts() if allowed_hosts is None else allowed_hosts)
+    app.add_middleware(BodyLimit)  # outermost: it logs every request, refused or not, and catches the unexpected
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -86,15 +102,11 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
 
     @app.exception_handler(LimitExceeded)
     async def over_limit(request: Request, exc: LimitExceeded):
-        return _error(exc.status, "limit_exceeded", [{"path": exc.setting, "message": exc.en, "message_zh": exc.zh}])
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+        return _error(exc.status, "limit_exceeded", [{"path": exc.setting, "message": exc.en, "message_zh": exc.zh}],
+                      headers=headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        # the exception's message may quote input values: log its type and frames only
-        log.error("unexpected %s on %s\n%s", type(exc).__name__, request.url.path,
-                  "".join(traceback.format_tb(exc.__traceback__)))
-        return _error(500, "internal_error", [{"path": "", "message": "an internal error occurred; it has been logged",
-                                               "message_zh": "服务内部错误，已记录"}])
+    # an unexpected exception is answered and logged (type and frames only) by BodyLimit
 
     @app.get("/healthz", summary="liveness and the policy versions served")
     def healthz() -> dict:
@@ -126,13 +138,24 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
 
     @app.post("/v1/validate", summary="check a policy's YAML text (nothing is loaded)",
               response_model=ValidateResponse)
-    def validate(request_body: ValidateRequest) -> dict:
+    async def validate(request_body: ValidateRequest,
+                       authorization: Annotated[str | None, Header()] = None) -> dict:
+        most = LIMITS.policy_bytes if forbidden(authorization) is None else LIMITS.validate_bytes
+        size = len(request_body.text.encode("utf-8"))
+        if size > most:
+            raise LimitExceeded("MEDPAY_MAX_VALIDATE_BYTES", f"the policy text has {size} bytes, more than {most} "
+                                "(MEDPAY_MAX_VALIDATE_BYTES without the admin token, MEDPAY_MAX_POLICY_BYTES with it)",
+                                f"政策文本 {size} 字节，超过 {most} 字节的限额")
         try:
-            policy = load_policy_text(request_body.text, request_body.file, store.folder)
-        except PolicyError as err:
-            return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
-                    "assumed": []}
-        return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+            with HEAVY:
+                return await run_in_threadpool(run_with_deadline, validation,
+                                               (request_body.text, request_body.file, store.folder),
+                                               LIMITS.validate_seconds, "MEDPAY_MAX_VALIDATE_SECONDS")
+        except WorkerFailed as err:  # the checker itself gave up (e.g. nesting too deep): the text's fault
+            log.warning("validate: the check failed with %s (text %s bytes)", err.args[0], size)
+            return _error(422, "policy_unreadable", [{
+                "path": "text", "message": "the policy text could not be checked: simplify its nesting and anchors",
+                "message_zh": "无法校验此政策文本：请减少嵌套层级与锚点引用"}])
 
     def forbidden(authorization: str | None) -> JSONResponse | None:
         token = os.environ.get("MEDPAY_ADMIN_TOKEN")

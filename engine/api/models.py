@@ -7,7 +7,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.errors import LimitExceeded
+from engine.settings import LIMITS
+
+MAX_OUTPUTS = 10_000  # names in `outputs`; a policy has a few hundred variables at most
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "docs" / "demo"
 
@@ -35,7 +40,21 @@ class Situation(BaseModel):
     parameters: dict[str, Any] | None = Field(None, description="what-if overrides of the policy's parameters")
     entities: dict[str, list[dict[str, Any]]] = Field(
         default_factory=dict, description="rows per entity: fund, community, institution, claim; `id` required")
-    outputs: list[str] | None = Field(None, description="entity.variable names; default: every variable")
+    outputs: list[str] | None = Field(None, max_length=MAX_OUTPUTS,
+                                      description="entity.variable names; default: every variable")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_rows(cls, data: Any) -> Any:
+        """Count the rows before anything is copied: too many is a 413 naming MEDPAY_MAX_ROWS."""
+        entities = data.get("entities") if isinstance(data, dict) else None
+        if isinstance(entities, dict):
+            rows = sum(len(v) for v in entities.values() if isinstance(v, list))
+            if rows > LIMITS.rows:
+                raise LimitExceeded("MEDPAY_MAX_ROWS", f"{rows} rows in one request, more than {LIMITS.rows} "
+                                    "(MEDPAY_MAX_ROWS); use batch settlement (medpay settle)",
+                                    f"单次请求 {rows} 行，超过 {LIMITS.rows} 行；请使用批量结算")
+        return data
 
 
 class PolicyInfo(BaseModel):

@@ -75,14 +75,14 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
     """`entity.id.variable` → {value, formula, inputs, source, assumed, note}."""
     compiler = Compiler(policy)
     trace: dict[str, dict] = {}
+    omitted = 0
     for step in steps:
         var = step.variable
-        n = pop.sizes[var.entity]
-        if n == 0:
+        total = pop.sizes[var.entity]
+        n = min(total, MAX_TRACE_VALUES - len(trace))  # the first rows of each value, up to the limit
+        omitted += total - n
+        if n <= 0:
             continue
-        if len(trace) + n > MAX_TRACE_VALUES:
-            trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values"}
-            break
         frame = Frame(pop, var.entity, ctx)
         columns = {}
         for node in input_nodes(step.checked.node):
@@ -94,19 +94,19 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
         functions = functions_of(step.checked.node)
         params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
                   for p in sorted(step.checked.params)}
-        children = _children(policy, pop, step, var.entity)
-        parents = _parents(pop, step, var.entity)
+        children = _children(policy, pop, step, var.entity, n)
+        parents = _parents(pop, step, var.entity, n)
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
         ids = pop.ids[var.entity]
         values = pop.columns[var.entity][var.name]
+        chosen = {text: _version_rows(policy, ctx, frame, col[1]) for text, col in columns.items() if col[0] == "param"}
         for i in range(n):
             is_supplied = supplied is not None and bool(supplied[1][i])
             inputs = {}
             for text, col in columns.items():
                 if col[0] == "param":
-                    versions = ctx.versions(col[1])
-                    idx = policy.parameters[col[1]].version_index(frame.dates()) if len(versions) > 1 else 0
-                    inputs[text] = versions[int(np.asarray(idx).reshape(-1)[i] if np.ndim(idx) else idx)]
+                    versions, idx = chosen[text]
+                    inputs[text] = versions[int(idx[i]) if idx is not None else 0]
                 else:
                     inputs[text] = json_value(col[2][i], col[1])
             trace[f"{var.entity}.{ids[i]}.{var.name}"] = {
@@ -121,22 +121,36 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 "parents": {} if is_supplied else {text: keys[i] for text, keys in parents.items() if keys[i]},
                 "functions": {} if is_supplied else functions,
             }
+    if omitted:
+        trace["_truncated"] = {"note": f"trace limited to {MAX_TRACE_VALUES} values (MEDPAY_MAX_TRACE_VALUES); "
+                                       f"{omitted} values not explained", "limit": MAX_TRACE_VALUES, "omitted": omitted}
     return trace
 
 
-def _parents(pop: Population, step: Step, entity: str) -> dict[str, list]:
-    """For each parent value the formula reads (`fund.point_value`), its trace key, per row."""
+def _version_rows(policy: Policy, ctx: RunContext, frame: Frame, name: str) -> tuple[list, np.ndarray | None]:
+    """A dated parameter's versions and, per row, the index of the version in force (None: one version)."""
+    versions = ctx.versions(name)
+    if len(versions) <= 1:
+        return versions, None
+    idx = np.asarray(policy.parameters[name].version_index(frame.dates()))
+    return versions, np.broadcast_to(idx.reshape(-1) if idx.ndim else idx, (frame.size,))
+
+
+def _parents(pop: Population, step: Step, entity: str, rows: int) -> dict[str, list]:
+    """For each parent value the formula reads (`fund.point_value`), its trace key, for the first `rows` rows."""
     out: dict[str, list] = {}
     for node in input_nodes(step.checked.node):
         if isinstance(node, T.Var) and node.path:
-            idx = pop.parent_index(entity, list(node.path))
+            idx = pop.parent_index(entity, list(node.path))[:rows]
             parent_ids = pop.ids[node.owner]
             out[label(node)] = ["" if i < 0 else f"{node.owner}.{parent_ids[i]}.{node.name}" for i in idx.tolist()]
     return out
 
 
-def _children(policy: Policy, pop: Population, step: Step, entity: str, most: int = 20) -> dict[str, list]:
-    """For each aggregation in the formula, the trace keys of the child values it adds up, per row."""
+def _children(policy: Policy, pop: Population, step: Step, entity: str, traced: int,
+              most: int = 20) -> dict[str, list]:
+    """For each aggregation in the formula, the trace keys of the child values it adds up, for the
+    first `traced` rows (at most `most` keys each)."""
     out: dict[str, list] = {}
     for node in input_nodes(step.checked.node):
         if not (isinstance(node, T.Call) and node.kind == "aggregate"):
@@ -150,11 +164,19 @@ def _children(policy: Policy, pop: Population, step: Step, entity: str, most: in
             keep = child_frame.full(Compiler(policy).expr(node.where)(child_frame)).astype(bool)
             groups = np.where(keep, groups, -1)
         child_ids = pop.ids[node.child]
-        rows: list[list[str]] = [[] for _ in range(pop.sizes[entity])]
-        for child_row in np.flatnonzero(groups >= 0)[: most * max(1, pop.sizes[entity])]:
-            bucket = rows[groups[child_row]]
-            if len(bucket) < most:
-                bucket.append(f"{node.child}.{child_ids[child_row]}.{ref.name}")
+        rows: list[list[str]] = [[] for _ in range(traced)]
+        for child_row, parent in zip(*_first_of_each(groups, traced, most), strict=True):
+            rows[parent].append(f"{node.child}.{child_ids[child_row]}.{ref.name}")
         out[label(node)] = rows
     return out
 
+
+def _first_of_each(groups: np.ndarray, traced: int, most: int) -> tuple[list[int], list[int]]:
+    """(child rows, parent rows): the first `most` children of each of the first `traced` parents."""
+    child = np.flatnonzero((groups >= 0) & (groups < traced))
+    parent = groups[child]
+    order = np.argsort(parent, kind="stable")
+    child, parent = child[order], parent[order]
+    rank = np.arange(len(parent)) - np.searchsorted(parent, parent, side="left")
+    keep = rank < most
+    return child[keep].tolist(), parent[keep].tolist()
