@@ -11,6 +11,16 @@
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
 | trace size | MEDPAY_MAX_TRACE_VALUES | 20,000 values |
 | claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
+| nesting depth of a policy's YAML | MEDPAY_MAX_POLICY_DEPTH | 20 levels |
+| values (YAML nodes) in a policy file | MEDPAY_MAX_POLICY_NODES | 20,000 |
+| parameters in a policy | MEDPAY_MAX_POLICY_PARAMETERS | 500 |
+| variables in a policy (all entities together) | MEDPAY_MAX_POLICY_VARIABLES | 500 |
+| tables in a policy | MEDPAY_MAX_POLICY_TABLES | 50 |
+| formula text in a policy (all formulas together) | MEDPAY_MAX_POLICY_FORMULA_CHARS | 50,000 characters |
+| table file size | MEDPAY_MAX_TABLE_BYTES | 5,000,000 bytes |
+| rows of a table file | MEDPAY_MAX_TABLE_ROWS | 100,000 rows |
+| columns of a table file | MEDPAY_MAX_TABLE_COLUMNS | 100 columns |
+| one cell of a table file | MEDPAY_MAX_TABLE_CELL_CHARS | 1,000 characters |
 """
 
 from __future__ import annotations
@@ -37,6 +47,16 @@ class Limits:
     eval_seconds: float = _env("MEDPAY_MAX_EVAL_SECONDS", 30.0)
     amount: float = _env("MEDPAY_MAX_AMOUNT", 1e13)
     trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 20_000))
+    policy_depth: int = int(_env("MEDPAY_MAX_POLICY_DEPTH", 20))
+    policy_nodes: int = int(_env("MEDPAY_MAX_POLICY_NODES", 20_000))
+    policy_parameters: int = int(_env("MEDPAY_MAX_POLICY_PARAMETERS", 500))
+    policy_variables: int = int(_env("MEDPAY_MAX_POLICY_VARIABLES", 500))
+    policy_tables: int = int(_env("MEDPAY_MAX_POLICY_TABLES", 50))
+    policy_formula_chars: int = int(_env("MEDPAY_MAX_POLICY_FORMULA_CHARS", 50_000))
+    table_bytes: int = int(_env("MEDPAY_MAX_TABLE_BYTES", 5_000_000))
+    table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 100_000))
+    table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))
+    table_cell_chars: int = int(_env("MEDPAY_MAX_TABLE_CELL_CHARS", 1000))
 
 
 LIMITS = Limits()

@@ -20,7 +20,7 @@ from engine.api.evaluation import evaluated, situation_data
 from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.errors import LimitExceeded, PolicyError, SituationError
-from engine.policy.loader import load_policy_text
+from engine.policy.loader import load_policy_text, served_table_reader
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
@@ -127,8 +127,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     @app.post("/v1/validate", summary="check a policy's YAML text (nothing is loaded)",
               response_model=ValidateResponse)
     def validate(request_body: ValidateRequest) -> dict:
+        # a draft may use only the tables the served policies loaded: no file is read for it
+        tables = served_table_reader(store.registry.cities)
         try:
-            policy = load_policy_text(request_body.text, request_body.file, store.folder)
+            policy = load_policy_text(request_body.text, request_body.file, store.folder, tables)
         except PolicyError as err:
             return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
                     "assumed": []}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from engine import settings
 from engine.dsl.checker import Checker
 from engine.dsl.compiler import Compiler
 from engine.dsl.parser import parse_formula
@@ -22,7 +23,7 @@ from engine.model.spec import Variable
 from engine.plan import plan as planning
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
-from engine.policy.values import build_parameter, read_table
+from engine.policy.values import TableReader, build_parameter, disk_tables, read_table, served_tables
 from engine.policy.yaml_source import SourceText, load_yaml
 from engine.settings import LIMITS
 
@@ -50,21 +51,61 @@ def load_policy_file(path: str | Path) -> Policy:
     return load_policy_text(file.read_text(encoding="utf-8"), str(file), file.parent)
 
 
-def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Policy:
-    """Load and check a policy from its YAML text; tables are read relative to `base_dir`."""
-    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None,
+                     tables: TableReader = disk_tables) -> Policy:
+    """Load and check a policy from its YAML text; its tables are files of `base_dir`/tables,
+    read through `tables` (from disk by default; see `served_table_reader`)."""
+    if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8")) > MAX_POLICY_BYTES:
         raise PolicyError([Diagnostic("file_too_large", f"policy file is larger than {MAX_POLICY_BYTES} bytes",
                                       f"政策文件超过 {MAX_POLICY_BYTES} 字节", Location(file, 1, 1))])
     source = load_yaml(text, file)
-    problems = schema_diagnostics(source)
+    problems = count_diagnostics(source) or schema_diagnostics(source)
     if problems:
         raise PolicyError(problems)
-    return _Builder(source, base_dir or Path.cwd()).build()
+    return _Builder(source, base_dir or Path.cwd(), tables).build()
+
+
+def served_table_reader(cities: dict[str, list[Policy]]) -> TableReader:
+    """A table reader that serves only the tables the given policies loaded, by resolved path; it reads no file."""
+    return served_tables({Path(t.path): t.text for versions in cities.values() for policy in versions
+                          for t in policy.tables.values() if t.path})
+
+
+def _entries(data: object, key: str) -> dict:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def count_diagnostics(source: SourceText) -> list[Diagnostic]:
+    """Refuse a policy with more parameters, variables, tables or formula text than the limits allow,
+    before anything is checked or parsed (so that loading time stays bounded)."""
+    limits = settings.LIMITS
+    variables = [(("variables", e, n), spec) for e, declared in _entries(source.data, "variables").items()
+                 if isinstance(declared, dict) for n, spec in declared.items()]
+    counted = [("parameters", list(_entries(source.data, "parameters")), limits.policy_parameters,
+                "MEDPAY_MAX_POLICY_PARAMETERS", "参数"),
+               ("variables", [p for p, _ in variables], limits.policy_variables, "MEDPAY_MAX_POLICY_VARIABLES", "变量"),
+               ("tables", list(_entries(source.data, "tables")), limits.policy_tables, "MEDPAY_MAX_POLICY_TABLES", "表")]
+    for what, names, limit, setting, zh in counted:
+        if len(names) > limit:
+            past = names[limit]
+            where = past if isinstance(past, tuple) else (what, past)
+            return [Diagnostic("too_many", f"the policy declares more than {limit} {what} ({setting})",
+                               f"政策中的{zh}超过 {limit} 个（{setting}）", source.key_location(where))]
+    total = 0
+    for path, spec in variables:
+        total += len(str(spec.get("formula", ""))) if isinstance(spec, dict) else 0
+        if total > limits.policy_formula_chars:
+            return [Diagnostic("too_many", f"the policy's formulas together are longer than "
+                               f"{limits.policy_formula_chars} characters (MEDPAY_MAX_POLICY_FORMULA_CHARS)",
+                               f"政策中公式总长超过 {limits.policy_formula_chars} 个字符"
+                               "（MEDPAY_MAX_POLICY_FORMULA_CHARS）", source.location((*path, "formula")))]
+    return []
 
 
 class _Builder:
-    def __init__(self, source: SourceText, base_dir: Path):
-        self.source, self.base_dir = source, base_dir
+    def __init__(self, source: SourceText, base_dir: Path, tables: TableReader = disk_tables):
+        self.source, self.base_dir, self.tables = source, base_dir, tables
         self.data = source.data
         self.problems: list[Diagnostic] = []
 
@@ -81,7 +122,7 @@ class _Builder:
                 parameters[name] = param
         tables = {}
         for name, spec in (self.data.get("tables") or {}).items():
-            table = read_table(name, spec, self.base_dir, self.source, self.problems)
+            table = read_table(name, spec, self.base_dir, self.source, self.problems, self.tables)
             if table:
                 tables[name] = table
         model = Model.from_data(_base_model_data())
