@@ -16,7 +16,7 @@
 | parameters in a policy | MEDPAY_MAX_POLICY_PARAMETERS | 500 |
 | variables in a policy (all entities together) | MEDPAY_MAX_POLICY_VARIABLES | 500 |
 | tables in a policy | MEDPAY_MAX_POLICY_TABLES | 50 |
-| formula text in a policy (all formulas together) | MEDPAY_MAX_POLICY_FORMULA_CHARS | 50,000 characters |
+| formula text in a policy (all formulas together) | MEDPAY_MAX_POLICY_FORMULA_CHARS | 30,000 characters |
 | table file size | MEDPAY_MAX_TABLE_BYTES | 5,000,000 bytes |
 | rows of a table file | MEDPAY_MAX_TABLE_ROWS | 100,000 rows |
 | columns of a table file | MEDPAY_MAX_TABLE_COLUMNS | 100 columns |
@@ -52,7 +52,7 @@ class Limits:
     policy_parameters: int = int(_env("MEDPAY_MAX_POLICY_PARAMETERS", 500))
     policy_variables: int = int(_env("MEDPAY_MAX_POLICY_VARIABLES", 500))
     policy_tables: int = int(_env("MEDPAY_MAX_POLICY_TABLES", 50))
-    policy_formula_chars: int = int(_env("MEDPAY_MAX_POLICY_FORMULA_CHARS", 50_000))
+    policy_formula_chars: int = int(_env("MEDPAY_MAX_POLICY_FORMULA_CHARS", 30_000))
     table_bytes: int = int(_env("MEDPAY_MAX_TABLE_BYTES", 5_000_000))
     table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 100_000))
     table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))

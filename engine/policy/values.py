@@ -194,8 +194,13 @@ TableReader = Callable[[Path], str]  # resolved path of a table file → its tex
 def disk_tables(file: Path) -> str:
     """Read a table file from disk, refusing one larger than MEDPAY_MAX_TABLE_BYTES or not UTF-8."""
     limit = settings.LIMITS.table_bytes
-    with file.open("rb") as fh:
-        data = fh.read(limit + 1)
+    try:
+        with file.open("rb") as fh:
+            data = fh.read(limit + 1) if file.is_file() else None
+    except OSError:
+        data = None
+    if data is None:
+        raise TableUnavailable("table_missing", "not found next to the policy", "找不到文件")
     if len(data) > limit:
         raise TableUnavailable("table_too_large", f"the file is larger than {limit} bytes (MEDPAY_MAX_TABLE_BYTES)",
                                f"文件超过 {limit} 字节（MEDPAY_MAX_TABLE_BYTES）")
@@ -223,7 +228,8 @@ def served_tables(texts: dict[Path, str]) -> TableReader:
 def table_path(written: str, base_dir: Path) -> Path:
     """The file a policy's `tables.<t>.file` names, which must lie inside `base_dir`/tables.
 
-    Absolute paths, `..` and links leading out of that folder raise TableUnavailable.
+    Absolute paths, `..` and links leading out of that folder raise TableUnavailable; whether
+    the file exists is for the reader to say.
     """
     folder = (base_dir / "tables").resolve()
     suggestion = f"tables/{shown(PurePosixPath(written.replace(chr(92), '/')).name or 'name.csv', 60)}"
@@ -237,14 +243,10 @@ def table_path(written: str, base_dir: Path) -> Path:
         raise outside
     try:
         file = (base_dir / written).resolve()
-        inside = file.is_relative_to(folder) and file != folder
-        exists = inside and file.is_file()
     except (OSError, RuntimeError, ValueError):  # a name too long, a link loop
         raise outside from None
-    if not inside:
+    if not file.is_relative_to(folder) or file == folder:
         raise outside
-    if not exists:
-        raise TableUnavailable("table_missing", "not found next to the policy", "找不到文件")
     return file
 
 
@@ -296,22 +298,25 @@ def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise TableUnavailable("table_too_large", f"the file has more than {limits.table_rows} rows "
                                "(MEDPAY_MAX_TABLE_ROWS)", f"文件超过 {limits.table_rows} 行（MEDPAY_MAX_TABLE_ROWS）")
     parsed = []
-    for number_, line in lines:
+    for at, line in lines:
         try:
             cells = next(csv.reader([line]))
-        except csv.Error:
-            raise TableUnavailable("table_csv", f"line {number_} cannot be read as CSV (check its quotes)",
-                                   f"第 {number_} 行无法按 CSV 读取（请检查引号）") from None
+        except csv.Error as err:
+            if "field limit" in str(err):  # a cell longer than the csv module takes
+                cells = [line]
+            else:
+                raise TableUnavailable("table_csv", f"line {at} cannot be read as CSV (check its quotes)",
+                                       f"第 {at} 行无法按 CSV 读取（请检查引号）") from None
         if len(cells) > limits.table_columns:
-            raise TableUnavailable("table_too_large", f"line {number_} has more than {limits.table_columns} "
+            raise TableUnavailable("table_too_large", f"line {at} has more than {limits.table_columns} "
                                    "columns (MEDPAY_MAX_TABLE_COLUMNS)",
-                                   f"第 {number_} 行超过 {limits.table_columns} 列（MEDPAY_MAX_TABLE_COLUMNS）")
+                                   f"第 {at} 行超过 {limits.table_columns} 列（MEDPAY_MAX_TABLE_COLUMNS）")
         if any(len(c) > limits.table_cell_chars for c in cells):
-            raise TableUnavailable("table_too_large", f"line {number_} has a cell longer than "
+            raise TableUnavailable("table_too_large", f"line {at} has a cell longer than "
                                    f"{limits.table_cell_chars} characters (MEDPAY_MAX_TABLE_CELL_CHARS)",
-                                   f"第 {number_} 行有单元格超过 {limits.table_cell_chars} 个字符"
+                                   f"第 {at} 行有单元格超过 {limits.table_cell_chars} 个字符"
                                    "（MEDPAY_MAX_TABLE_CELL_CHARS）")
-        parsed.append((number_, cells))
+        parsed.append((at, cells))
     if not parsed:
         return [], []
     return parsed[0][1], parsed[1:]
