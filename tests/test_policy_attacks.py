@@ -381,6 +381,15 @@ def test_a_variable_minimum_that_is_not_finite_is_refused():
     assert d.code == "not_finite" and d.location.path == "variables.claim.drg_group.min"
 
 
+@pytest.mark.parametrize("formula", ["total_cost * 1e400", "total_cost * 1" + "0" * 400])
+def test_a_formula_number_that_is_not_finite_is_refused_at_its_character(formula):
+    text = _without_table(BASE).replace("formula: 1 * base_points", f"formula: {formula}")
+    [d] = refused(text)
+    line, column = position(text, f"formula: {formula}")
+    assert d.code == "not_finite" and (d.location.line, d.location.column) == (line, column + 9 + 13)
+    assert_bilingual(d)
+
+
 def test_parameter_numbers_within_the_limit_are_kept():
     text = _without_table(BASE).replace("value: 100\n", "value: 10_000_000_000_000\n")
     assert load_policy_text(text, "a.yaml").parameters["base_points"].versions[0].value == 1e13
@@ -500,3 +509,9 @@ def test_the_template_still_loads_and_its_copy_in_a_temp_folder(tmp_path):
     shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
     shutil.copy(TEMPLATE, tmp_path / "_template.yaml")
     assert load_policy_file(tmp_path / "_template.yaml").tables["drg"].file == "tables/_template_drg.csv"
+
+
+def test_a_huge_value_is_not_echoed_whole_in_a_diagnostic():
+    text = _without_table(BASE).replace("  id: attack", "  id: " + "X" * 500_000)
+    [d] = refused(text)
+    assert d.code == "bad_format" and len(d.en) < 300 and len(d.zh) < 300 and "XXX…" in d.en

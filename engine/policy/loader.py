@@ -8,12 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import math
 from functools import cache
 from pathlib import Path
 
 import yaml
 
 from engine import settings
+from engine.dsl import ast
 from engine.dsl.checker import Checker
 from engine.dsl.compiler import Compiler
 from engine.dsl.parser import parse_formula
@@ -24,7 +26,7 @@ from engine.plan import plan as planning
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
 from engine.policy.values import TableReader, build_parameter, disk_tables, read_table, served_tables
-from engine.policy.yaml_source import SourceText, load_yaml
+from engine.policy.yaml_source import SourceText, load_yaml, shown
 from engine.settings import LIMITS
 
 MAX_POLICY_BYTES = LIMITS.policy_bytes
@@ -103,6 +105,14 @@ def count_diagnostics(source: SourceText) -> list[Diagnostic]:
     return []
 
 
+def _finite_literals(node: ast.Node) -> None:
+    """Refuse a number in a formula that is not finite (1e400 reads as infinity)."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Literal) and isinstance(part.value, float) and not math.isfinite(part.value):
+            raise FormulaError("not_finite", "this number is too large to be finite; write an ordinary number",
+                               "此数值过大，不是有限数；请写普通数字", part.pos)
+
+
 class _Builder:
     def __init__(self, source: SourceText, base_dir: Path, tables: TableReader = disk_tables):
         self.source, self.base_dir, self.tables = source, base_dir, tables
@@ -153,10 +163,11 @@ class _Builder:
         for entity_name, declared in (self.data.get("variables") or {}).items():
             if entity_name not in model.entities:
                 hint = difflib.get_close_matches(entity_name, list(model.entities), n=1)
+                named = shown(entity_name)
                 self.problems.append(Diagnostic(
-                    "unknown_entity", f"'{entity_name}' is not an entity of the model"
+                    "unknown_entity", f"'{named}' is not an entity of the model"
                     + (f"; did you mean '{hint[0]}'?" if hint else f" ({', '.join(model.entities)})"),
-                    f"“{entity_name}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
+                    f"“{named}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
                     self.source.key_location(("variables", entity_name))))
                 continue
             entity = model.entities[entity_name]
@@ -186,6 +197,7 @@ class _Builder:
                         f"变量“{name}”必须注明条款出处（source）或说明假设理由（assumed）", self.source.key_location(path)))
                 try:
                     var.node = parse_formula(var.formula)
+                    _finite_literals(var.node)
                 except FormulaError as err:
                     self.formula_problem(var, err)
                     continue
