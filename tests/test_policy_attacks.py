@@ -146,6 +146,12 @@ def test_odd_table_names_get_a_diagnostic_not_a_crash(folder, written):
     assert d.code in {"table_outside", "table_missing"} and len(d.en) < 400
 
 
+def test_a_fifo_in_tables_does_not_block_the_loader(folder):
+    os.mkfifo(folder / "tables" / "pipe.csv")
+    [d] = refused(with_file("tables/pipe.csv"), folder)
+    assert d.code == "table_missing"
+
+
 def test_key_column_diagnostic_does_not_quote_the_header(folder):
     (folder / "tables" / "drg.csv").write_text("secret_one,secret_two\nA01,1\n", encoding="utf-8")
     [d] = refused(BASE, folder)
@@ -250,6 +256,7 @@ def test_validate_uses_the_served_tables_and_reads_no_file(client, served, monke
     monkeypatch.setattr(Path, "read_text", no_reading)
     monkeypatch.setattr(Path, "read_bytes", no_reading)
     monkeypatch.setattr("builtins.open", no_reading)
+    monkeypatch.setattr(os, "open", no_reading)
     body = validate(client, BASE.replace("value: 100", "value: 120"))
     assert body["valid"] is True and body["policy"]["id"] == "attack"
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -194,11 +196,14 @@ TableReader = Callable[[Path], str]  # resolved path of a table file → its tex
 def disk_tables(file: Path) -> str:
     """Read a table file from disk, refusing one larger than MEDPAY_MAX_TABLE_BYTES or not UTF-8."""
     limit = settings.LIMITS.table_bytes
-    try:
-        with file.open("rb") as fh:
-            data = fh.read(limit + 1) if file.is_file() else None
+    data = None
+    try:  # no blocking on a FIFO, no following a link swapped in after the path was checked
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                data = fh.read(limit + 1)
     except OSError:
-        data = None
+        pass
     if data is None:
         raise TableUnavailable("table_missing", "not found next to the policy", "找不到文件")
     if len(data) > limit:
