@@ -17,8 +17,8 @@
 | variables in a policy (all entities together) | MEDPAY_MAX_POLICY_VARIABLES | 500 |
 | tables in a policy | MEDPAY_MAX_POLICY_TABLES | 50 |
 | formula text in a policy (all formulas together) | MEDPAY_MAX_POLICY_FORMULA_CHARS | 30,000 characters |
-| table file size | MEDPAY_MAX_TABLE_BYTES | 5,000,000 bytes |
-| rows of a table file | MEDPAY_MAX_TABLE_ROWS | 100,000 rows |
+| table files of a policy, together | MEDPAY_MAX_TABLE_BYTES | 2,000,000 bytes |
+| rows of the table files of a policy, together | MEDPAY_MAX_TABLE_ROWS | 50,000 rows |
 | columns of a table file | MEDPAY_MAX_TABLE_COLUMNS | 100 columns |
 | one cell of a table file | MEDPAY_MAX_TABLE_CELL_CHARS | 1,000 characters |
 """
@@ -53,8 +53,8 @@ class Limits:
     policy_variables: int = int(_env("MEDPAY_MAX_POLICY_VARIABLES", 500))
     policy_tables: int = int(_env("MEDPAY_MAX_POLICY_TABLES", 50))
     policy_formula_chars: int = int(_env("MEDPAY_MAX_POLICY_FORMULA_CHARS", 30_000))
-    table_bytes: int = int(_env("MEDPAY_MAX_TABLE_BYTES", 5_000_000))
-    table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 100_000))
+    table_bytes: int = int(_env("MEDPAY_MAX_TABLE_BYTES", 2_000_000))
+    table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 50_000))
     table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))
     table_cell_chars: int = int(_env("MEDPAY_MAX_TABLE_CELL_CHARS", 1000))
 

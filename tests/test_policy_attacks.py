@@ -196,6 +196,25 @@ def test_table_size_rows_columns_and_cells_are_bounded(folder, limits):
     assert "line 2 has a cell longer than 9 characters" in refused(BASE, folder)[0].en
 
 
+def test_the_tables_of_a_policy_are_bounded_together(folder, limits):
+    """Fifty tables naming the same big file would parse it fifty times: the limits count every read."""
+    (folder / "tables" / "drg.csv").write_text("drg_group,weight\n" + "".join(f"G{i},1\n" for i in range(30)),
+                                               encoding="utf-8")
+    names = "".join(f"  t{i}:\n    file: tables/drg.csv\n    key: [drg_group]\n    label: {{zh: 表, en: t}}\n"
+                    "    source: x\n" for i in range(3))
+    text = BASE.replace("tables:\n", "tables:\n" + names)
+    limits(table_rows=100)  # 4 reads of 30 rows
+    [d] = refused(text, folder)
+    assert d.code == "table_too_large" and "together have more than 100 rows" in d.en
+    assert d.location.path == "tables.drg.file"  # the fourth read, in the file's order
+    limits(table_rows=120)
+    assert len(load_policy_text(text, "a.yaml", folder).tables) == 4
+    size = len((folder / "tables" / "drg.csv").read_bytes())
+    limits(table_bytes=4 * size - 1)
+    [d] = refused(text, folder)
+    assert d.code == "table_too_large" and f"together are larger than {4 * size - 1} bytes" in d.en
+
+
 def test_a_giant_cell_or_row_at_default_limits_is_refused(folder):
     table = folder / "tables" / "drg.csv"
     table.write_text("drg_group,weight\nA01," + "9" * 200_000 + "\n", encoding="utf-8")
@@ -480,13 +499,17 @@ def test_a_big_policy_is_refused_quickly(broken):
     assert d.code in {"too_many_values", "too_many"}
 
 
-def test_the_worst_policy_within_the_limits_loads_in_well_under_two_seconds():
-    """300 formulas of 99 characters (the formula-text limit) each with 25 operators: the most
-    parsing a policy may ask for."""
-    n = 300 if FULL else 60
+def worst_policy(n: int = 300) -> str:
+    """n formulas of 99 characters with 48 operators each: at n = 300 (30,000 characters, the
+    MEDPAY_MAX_POLICY_FORMULA_CHARS limit) the most parsing a policy may ask for."""
     body = "".join(f"    v{i}:\n      label: {{zh: 变, en: v}}\n      formula: {'+'.join(['1'] * 49)}\n      source: x\n"
                    for i in range(n))
-    text = _without_table(BASE) + body
+    return _without_table(BASE) + body
+
+
+def test_the_worst_policy_within_the_limits_loads_in_well_under_two_seconds():
+    n = 300 if FULL else 60
+    text = worst_policy(n)
     start = time.process_time()
     policy = load_policy_text(text, "a.yaml")
     assert time.process_time() - start < (1.5 if FULL else 0.6)

@@ -25,7 +25,14 @@ from engine.model.spec import Variable
 from engine.plan import plan as planning
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
-from engine.policy.values import TableReader, build_parameter, disk_tables, read_table, served_tables
+from engine.policy.values import (
+    TableReader,
+    build_parameter,
+    disk_tables,
+    read_table,
+    served_tables,
+    table_budget,
+)
 from engine.policy.yaml_source import SourceText, load_yaml, shown
 from engine.settings import LIMITS
 
@@ -115,7 +122,7 @@ def _finite_literals(node: ast.Node) -> None:
 
 class _Builder:
     def __init__(self, source: SourceText, base_dir: Path, tables: TableReader = disk_tables):
-        self.source, self.base_dir, self.tables = source, base_dir, tables
+        self.source, self.base_dir, self.tables = source, base_dir, table_budget(tables)
         self.data = source.data
         self.problems: list[Diagnostic] = []
 

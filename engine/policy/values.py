@@ -230,6 +230,28 @@ def served_tables(texts: dict[Path, str]) -> TableReader:
     return read
 
 
+def table_budget(reader: TableReader) -> TableReader:
+    """`reader`, with all the table files of one policy together kept within MEDPAY_MAX_TABLE_BYTES
+    and MEDPAY_MAX_TABLE_ROWS (one file named by several tables counts each time: it is parsed each time)."""
+    used = {"bytes": 0, "rows": 0}
+
+    def read(file: Path) -> str:
+        limits = settings.LIMITS
+        text = reader(file)
+        used["bytes"] += len(text.encode("utf-8"))
+        used["rows"] += max(0, len(_data_lines(text)) - 1)
+        if used["bytes"] > limits.table_bytes:
+            raise TableUnavailable("table_too_large", f"the policy's table files together are larger than "
+                                   f"{limits.table_bytes} bytes (MEDPAY_MAX_TABLE_BYTES)",
+                                   f"政策的表文件合计超过 {limits.table_bytes} 字节（MEDPAY_MAX_TABLE_BYTES）")
+        if used["rows"] > limits.table_rows:
+            raise TableUnavailable("table_too_large", f"the policy's table files together have more than "
+                                   f"{limits.table_rows} rows (MEDPAY_MAX_TABLE_ROWS)",
+                                   f"政策的表文件合计超过 {limits.table_rows} 行（MEDPAY_MAX_TABLE_ROWS）")
+        return text
+    return read
+
+
 def table_path(written: str, base_dir: Path) -> Path:
     """The file a policy's `tables.<t>.file` names, which must lie inside `base_dir`/tables.
 
@@ -298,7 +320,7 @@ def read_table(name: str, spec: dict, base_dir: Path, source: SourceText,
 def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, cells) of each data row, within the row, column and cell limits."""
     limits = settings.LIMITS
-    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.startswith("#")]
+    lines = _data_lines(text)
     if len(lines) - 1 > limits.table_rows:
         raise TableUnavailable("table_too_large", f"the file has more than {limits.table_rows} rows "
                                "(MEDPAY_MAX_TABLE_ROWS)", f"文件超过 {limits.table_rows} 行（MEDPAY_MAX_TABLE_ROWS）")
@@ -325,6 +347,11 @@ def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     if not parsed:
         return [], []
     return parsed[0][1], parsed[1:]
+
+
+def _data_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of the header and data lines: blank lines and # notes left out."""
+    return [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.startswith("#")]
 
 
 def _columns(header: list[str], rows: list[tuple[int, list[str]]], key: list[str]) -> tuple[dict, dict]:
