@@ -16,6 +16,16 @@
 | heavy requests at once per server process (evaluate > 200 rows, validate) | MEDPAY_MAX_HEAVY_REQUESTS | 2 |
 | Host header values served (any port) | MEDPAY_ALLOWED_HOSTS | localhost,127.0.0.1,::1 |
 | claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
+| nesting depth of a policy's YAML | MEDPAY_MAX_POLICY_DEPTH | 20 levels |
+| values (YAML nodes) in a policy file | MEDPAY_MAX_POLICY_NODES | 20,000 |
+| parameters in a policy | MEDPAY_MAX_POLICY_PARAMETERS | 500 |
+| variables in a policy (all entities together) | MEDPAY_MAX_POLICY_VARIABLES | 500 |
+| tables in a policy | MEDPAY_MAX_POLICY_TABLES | 50 |
+| formula text in a policy (all formulas together) | MEDPAY_MAX_POLICY_FORMULA_CHARS | 30,000 characters |
+| table files of a policy, together | MEDPAY_MAX_TABLE_BYTES | 2,000,000 bytes |
+| rows of the table files of a policy, together | MEDPAY_MAX_TABLE_ROWS | 50,000 rows |
+| columns of a table file | MEDPAY_MAX_TABLE_COLUMNS | 100 columns |
+| one cell of a table file | MEDPAY_MAX_TABLE_CELL_CHARS | 1,000 characters |
 """
 
 from __future__ import annotations
@@ -46,6 +56,16 @@ class Limits:
     validate_bytes: int = int(_env("MEDPAY_MAX_VALIDATE_BYTES", 200_000))
     validate_seconds: float = _env("MEDPAY_MAX_VALIDATE_SECONDS", 10.0)
     heavy_requests: int = max(1, int(_env("MEDPAY_MAX_HEAVY_REQUESTS", 2)))
+    policy_depth: int = int(_env("MEDPAY_MAX_POLICY_DEPTH", 20))
+    policy_nodes: int = int(_env("MEDPAY_MAX_POLICY_NODES", 20_000))
+    policy_parameters: int = int(_env("MEDPAY_MAX_POLICY_PARAMETERS", 500))
+    policy_variables: int = int(_env("MEDPAY_MAX_POLICY_VARIABLES", 500))
+    policy_tables: int = int(_env("MEDPAY_MAX_POLICY_TABLES", 50))
+    policy_formula_chars: int = int(_env("MEDPAY_MAX_POLICY_FORMULA_CHARS", 30_000))
+    table_bytes: int = int(_env("MEDPAY_MAX_TABLE_BYTES", 2_000_000))
+    table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 50_000))
+    table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))
+    table_cell_chars: int = int(_env("MEDPAY_MAX_TABLE_CELL_CHARS", 1000))
 
 
 def allowed_hosts() -> list[str]:

@@ -22,9 +22,11 @@ from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, Val
 from engine.compile.build import load_policy_text
 from engine.errors import LimitExceeded, PolicyError, SituationError
 from engine.period import parse_period
+from engine.policy.loader import served_table_reader
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
+from engine.policy.values import TableReader
 from engine.settings import LIMITS
 
 log = logging.getLogger("medpay.api")
@@ -52,10 +54,11 @@ def _error(status: int, kind: str, faults: list[dict], headers: dict | None = No
     return JSONResponse(status_code=status, content={"error": kind, "detail": faults}, headers=headers)
 
 
-def validation(text: str, file: str, folder: Path) -> dict:
-    """The /v1/validate answer for one policy text (run in a worker process with a deadline)."""
+def validation(text: str, file: str, folder: Path, tables: TableReader) -> dict:
+    """The /v1/validate answer for one policy text (run in a worker process with a deadline); a draft
+    may use only the tables the served policies loaded (`tables`): no file is read for it."""
     try:
-        policy = load_policy_text(text, file, folder)
+        policy = load_policy_text(text, file, folder, tables)
     except PolicyError as err:
         return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
                 "assumed": []}
@@ -149,7 +152,8 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
         try:
             with HEAVY:
                 return await run_in_threadpool(run_with_deadline, validation,
-                                               (request_body.text, request_body.file, store.folder),
+                                               (request_body.text, request_body.file, store.folder,
+                                                served_table_reader(store.registry.cities)),
                                                LIMITS.validate_seconds, "MEDPAY_MAX_VALIDATE_SECONDS")
         except WorkerFailed as err:  # the checker itself gave up (e.g. nesting too deep): the text's fault
             log.warning("validate: the check failed with %s (text %s bytes)", err.args[0], size)

@@ -14,6 +14,7 @@ from engine.errors import Diagnostic, FormulaError, PolicyError
 from engine.plan import plan as planning
 from engine.policy.loader import Draft, read_policy_file, read_policy_text
 from engine.policy.spec import Policy
+from engine.policy.values import TableReader, disk_tables
 
 
 def load_policy_file(path: str | Path) -> Policy:
@@ -21,9 +22,11 @@ def load_policy_file(path: str | Path) -> Policy:
     return build(read_policy_file(path))
 
 
-def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Policy:
-    """Read, check, compile and plan a policy from its YAML text; tables are read relative to `base_dir`."""
-    return build(read_policy_text(text, file, base_dir))
+def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None,
+                     tables: TableReader = disk_tables) -> Policy:
+    """Read, check, compile and plan a policy from its YAML text; its tables are files of
+    `base_dir`/tables, read through `tables` (from disk by default)."""
+    return build(read_policy_text(text, file, base_dir, tables))
 
 
 def build(draft: Draft) -> Policy:

@@ -9,20 +9,30 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import yaml
 
+from engine import settings
+from engine.dsl import ast
 from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyMeta
-from engine.policy.values import build_parameter, read_table
-from engine.policy.yaml_source import SourceText, load_yaml
+from engine.policy.values import (
+    TableReader,
+    build_parameter,
+    disk_tables,
+    read_table,
+    served_tables,
+    table_budget,
+)
+from engine.policy.yaml_source import SourceText, load_yaml, shown
 from engine.settings import LIMITS
 
 MAX_POLICY_BYTES = LIMITS.policy_bytes
@@ -69,21 +79,69 @@ def read_policy_file(path: str | Path) -> Draft:
     return read_policy_text(file.read_text(encoding="utf-8"), str(file), file.parent)
 
 
-def read_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None) -> Draft:
-    """Read a policy from its YAML text; tables are read relative to `base_dir`."""
-    if len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+def read_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = None,
+                     tables: TableReader = disk_tables) -> Draft:
+    """Read a policy from its YAML text; its tables are files of `base_dir`/tables,
+    read through `tables` (from disk by default; see `served_table_reader`)."""
+    if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8")) > MAX_POLICY_BYTES:
         raise PolicyError([Diagnostic("file_too_large", f"policy file is larger than {MAX_POLICY_BYTES} bytes",
                                       f"政策文件超过 {MAX_POLICY_BYTES} 字节", Location(file, 1, 1))])
     source = load_yaml(text, file)
-    problems = schema_diagnostics(source)
+    problems = count_diagnostics(source) or schema_diagnostics(source)
     if problems:
         raise PolicyError(problems)
-    return _Builder(source, base_dir or Path.cwd()).build()
+    return _Builder(source, base_dir or Path.cwd(), tables).build()
+
+
+def served_table_reader(cities: dict[str, list[Policy]]) -> TableReader:
+    """A table reader that serves only the tables the given policies loaded, by resolved path; it reads no file."""
+    return served_tables({Path(t.path): t.text for versions in cities.values() for policy in versions
+                          for t in policy.tables.values() if t.path})
+
+
+def _entries(data: object, key: str) -> dict:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def count_diagnostics(source: SourceText) -> list[Diagnostic]:
+    """Refuse a policy with more parameters, variables, tables or formula text than the limits allow,
+    before anything is checked or parsed (so that loading time stays bounded)."""
+    limits = settings.LIMITS
+    variables = [(("variables", e, n), spec) for e, declared in _entries(source.data, "variables").items()
+                 if isinstance(declared, dict) for n, spec in declared.items()]
+    counted = [("parameters", list(_entries(source.data, "parameters")), limits.policy_parameters,
+                "MEDPAY_MAX_POLICY_PARAMETERS", "参数"),
+               ("variables", [p for p, _ in variables], limits.policy_variables, "MEDPAY_MAX_POLICY_VARIABLES", "变量"),
+               ("tables", list(_entries(source.data, "tables")), limits.policy_tables, "MEDPAY_MAX_POLICY_TABLES", "表")]
+    for what, names, limit, setting, zh in counted:
+        if len(names) > limit:
+            past = names[limit]
+            where = past if isinstance(past, tuple) else (what, past)
+            return [Diagnostic("too_many", f"the policy declares more than {limit} {what} ({setting})",
+                               f"政策中的{zh}超过 {limit} 个（{setting}）", source.key_location(where))]
+    total = 0
+    for path, spec in variables:
+        total += len(str(spec.get("formula", ""))) if isinstance(spec, dict) else 0
+        if total > limits.policy_formula_chars:
+            return [Diagnostic("too_many", f"the policy's formulas together are longer than "
+                               f"{limits.policy_formula_chars} characters (MEDPAY_MAX_POLICY_FORMULA_CHARS)",
+                               f"政策中公式总长超过 {limits.policy_formula_chars} 个字符"
+                               "（MEDPAY_MAX_POLICY_FORMULA_CHARS）", source.location((*path, "formula")))]
+    return []
+
+
+def _finite_literals(node: ast.Node) -> None:
+    """Refuse a number in a formula that is not finite (1e400 reads as infinity)."""
+    for part in ast.walk(node):
+        if isinstance(part, ast.Literal) and isinstance(part.value, float) and not math.isfinite(part.value):
+            raise FormulaError("not_finite", "this number is too large to be finite; write an ordinary number",
+                               "此数值过大，不是有限数；请写普通数字", part.pos)
 
 
 class _Builder:
-    def __init__(self, source: SourceText, base_dir: Path):
-        self.source, self.base_dir = source, base_dir
+    def __init__(self, source: SourceText, base_dir: Path, tables: TableReader = disk_tables):
+        self.source, self.base_dir, self.tables = source, base_dir, table_budget(tables)
         self.data = source.data
         self.problems: list[Diagnostic] = []
 
@@ -100,7 +158,7 @@ class _Builder:
                 parameters[name] = param
         tables = {}
         for name, spec in (self.data.get("tables") or {}).items():
-            table = read_table(name, spec, self.base_dir, self.source, self.problems)
+            table = read_table(name, spec, self.base_dir, self.source, self.problems, self.tables)
             if table:
                 tables[name] = table
         model = Model.from_data(_base_model_data())
@@ -130,10 +188,11 @@ class _Builder:
         for entity_name, declared in (self.data.get("variables") or {}).items():
             if entity_name not in model.entities:
                 hint = difflib.get_close_matches(entity_name, list(model.entities), n=1)
+                named = shown(entity_name)
                 self.problems.append(Diagnostic(
-                    "unknown_entity", f"'{entity_name}' is not an entity of the model"
+                    "unknown_entity", f"'{named}' is not an entity of the model"
                     + (f"; did you mean '{hint[0]}'?" if hint else f" ({', '.join(model.entities)})"),
-                    f"“{entity_name}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
+                    f"“{named}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
                     self.source.key_location(("variables", entity_name))))
                 continue
             entity = model.entities[entity_name]
@@ -163,6 +222,7 @@ class _Builder:
                         f"变量“{name}”必须注明条款出处（source）或说明假设理由（assumed）", self.source.key_location(path)))
                 try:
                     var.node = parse_formula(var.formula)
+                    _finite_literals(var.node)
                 except FormulaError as err:
                     self.formula_problem(var, err)
                     continue

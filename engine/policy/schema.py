@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from engine.errors import Diagnostic
-from engine.policy.yaml_source import SourceText
+from engine.policy.yaml_source import SourceText, shown
 
 SCHEMA_FILE = Path(__file__).with_name("policy.schema.json")
 
@@ -52,23 +52,24 @@ def _leaf_errors(errors: list[ValidationError]) -> list[ValidationError]:
 
 def _diagnostic(source: SourceText, err: ValidationError) -> Diagnostic:
     path = tuple(err.absolute_path)
-    where = ".".join(str(p) for p in path) or "the top level"
+    where = shown(".".join(str(p) for p in path), 120) or "the top level"
     kind = err.validator
     if kind == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in allowed]
         key = extra[0] if extra else "?"
+        named = shown(key)
         hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
         tip_en = f"; did you mean '{hint[0]}'?" if hint else f"; allowed here: {', '.join(allowed)}"
         tip_zh = f"；是否应为“{hint[0]}”？" if hint else f"；此处允许：{', '.join(allowed)}"
         if isinstance(err.instance, dict) and err.instance.get(key, "") is None and not hint:
-            return Diagnostic("comma_in_braces", f"'{key}' became a key of its own: inside {{ }} a ',' starts a "
+            return Diagnostic("comma_in_braces", f"'{named}' became a key of its own: inside {{ }} a ',' starts a "
                               "new entry; put text that contains a comma in quotes",
-                              f"“{key}”被当成了单独的键：在 {{ }} 中逗号表示新条目；含逗号的文字请加引号",
+                              f"“{named}”被当成了单独的键：在 {{ }} 中逗号表示新条目；含逗号的文字请加引号",
                               source.key_location((*path, key)))
-        return Diagnostic("unknown_key", f"'{key}' is not a known key in {where}{tip_en} "
+        return Diagnostic("unknown_key", f"'{named}' is not a known key in {where}{tip_en} "
                           "(if it belongs one level up or down, check its indentation)",
-                          f"“{key}”不是 {where} 中的有效键{tip_zh}（如应在上一级或下一级，请检查缩进）",
+                          f"“{named}”不是 {where} 中的有效键{tip_zh}（如应在上一级或下一级，请检查缩进）",
                           source.key_location((*path, key)))
     if kind == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
@@ -87,14 +88,14 @@ def _diagnostic(source: SourceText, err: ValidationError) -> Diagnostic:
         what_en = "a date written YYYY-MM-DD" if is_date else "a lowercase English name (letters, digits, _)"
         what_zh = "YYYY-MM-DD 格式的日期" if is_date else "小写英文名称（字母、数字、下划线）"
         loc = source.key_location((*path, err.instance)) if is_key else source.location(path)
-        return Diagnostic("bad_format", f"{where}: '{err.instance}' must be {what_en}",
-                          f"{where}：“{err.instance}”应为{what_zh}", loc)
+        return Diagnostic("bad_format", f"{where}: '{shown(err.instance)}' must be {what_en}",
+                          f"{where}：“{shown(err.instance)}”应为{what_zh}", loc)
     if kind == "minLength":
         return Diagnostic("empty_value", f"{where} must not be empty", f"{where} 不能为空", source.location(path))
     if kind == "minItems":
         return Diagnostic("empty_list", f"{where} needs at least one entry", f"{where} 至少需要一项",
                           source.location(path))
-    return Diagnostic("schema", f"{where}: {err.message}", f"{where}：结构不符合要求（{err.message}）",
+    return Diagnostic("schema", f"{where}: {shown(err.message, 200)}", f"{where}：结构不符合要求（{shown(err.message, 200)}）",
                       source.location(path))
 
 
@@ -112,4 +113,4 @@ def _describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "empty"
-    return f"'{value}'"
+    return f"'{shown(value)}'"

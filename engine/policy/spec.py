@@ -56,6 +56,8 @@ class Table:
     assumed: str | None = None
     note: str | None = None
     index: dict[tuple, int] = field(default_factory=dict)
+    path: str = ""  # the file it was read from, resolved
+    text: str = field(default="", repr=False)  # its CSV text, for drafts checked against the served tables
 
     def column_type(self, column: str) -> str:
         values = self.columns[column]
