@@ -69,6 +69,11 @@ def cmd_explain(args) -> int:
 
 def cmd_validate(args) -> int:
     files = [Path(p) for p in args.policies] or policy_files(POLICY_DIR)
+    if not files:
+        print(f"no policy files in {POLICY_DIR.resolve()}: set MEDPAY_POLICIES, or run where a policies/ folder is"
+              f" / {POLICY_DIR.resolve()} 中没有政策文件：请设置 MEDPAY_POLICIES，或在含 policies/ 的目录中运行",
+              file=sys.stderr)
+        return EXIT_POLICY
     failed = 0
     for file in files:
         started = time.perf_counter()

@@ -3,7 +3,8 @@
 tests/bad_policies/NAME.yaml is loaded as "tests/bad_policies/NAME.yaml" (tables beside it),
 and its diagnostics, each rendered by Diagnostic.render() and joined by newlines, must equal
 tests/bad_policies/NAME.expected. After a deliberate change of wording, regenerate with
-MEDPAY_UPDATE_EXPECTED=1 and review the diff.
+MEDPAY_UPDATE_EXPECTED=1 and review the diff. The switch is refused when env CI is set: CI
+checks the messages, it never rewrites them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from engine.errors import PolicyError
 
 FOLDER = Path(__file__).parent / "bad_policies"
 FIXTURES = sorted(FOLDER.glob("*.yaml"))
-UPDATE = os.environ.get("MEDPAY_UPDATE_EXPECTED") == "1"
+UPDATE_SWITCH = "MEDPAY_UPDATE_EXPECTED"
+
+
+def update_requested(env=os.environ) -> bool:
+    """Whether to rewrite the .expected files; a failure when CI is set, so CI cannot bless new text."""
+    on = env.get(UPDATE_SWITCH) == "1"
+    if on and "CI" in env:
+        pytest.fail(f"{UPDATE_SWITCH}=1 is set under CI: the expected messages would be rewritten instead of "
+                    f"checked. Unset it; regenerate locally and review the diff.", pytrace=False)
+    return on
 
 
 def rendered(fixture: Path) -> str:
@@ -37,7 +47,7 @@ def test_enough_fixtures():
 def test_bad_policy(fixture):
     got = rendered(fixture)
     expected = fixture.with_suffix(".expected")
-    if UPDATE:
+    if update_requested():
         expected.write_text(got, encoding="utf-8")
     assert got == expected.read_text(encoding="utf-8")
 
@@ -58,3 +68,16 @@ def test_excerpt_and_caret_point_into_the_file(fixture):
 def test_one_mistake_one_diagnostic():
     several = [f.stem for f in FIXTURES if rendered(f).count(": error[") != 1]
     assert several == ["several_mistakes"]
+
+
+def test_update_switch_refused_under_ci():
+    with pytest.raises(pytest.fail.Exception, match="MEDPAY_UPDATE_EXPECTED=1 is set under CI"):
+        update_requested({"CI": "true", UPDATE_SWITCH: "1"})
+    assert update_requested({UPDATE_SWITCH: "1"}) is True
+    assert update_requested({"CI": "true"}) is False
+    assert update_requested({}) is False
+
+
+def test_update_switch_off_when_ci_is_set():
+    """The run itself: under CI the switch must be off (this fails loudly when it is on)."""
+    update_requested()

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from engine.dsl import ast
-from engine.dsl.parser import MAX_DEPTH, MAX_FORMULA_LENGTH, parse_formula
-from engine.dsl.syntax_messages import SYNTAX_MESSAGES
+from engine.dsl.parser import MAX_DEPTH, MAX_FORMULA_LENGTH, parse_expression, parse_formula
+from engine.dsl.syntax_messages import NO_NULL, SYNTAX_MESSAGES
 from engine.errors import FormulaError
 
 CASES = yaml.safe_load((Path(__file__).parent / "grammar" / "cases.yaml").read_text(encoding="utf-8"))
@@ -30,11 +30,11 @@ def case_id(case: dict) -> str:
 
 @pytest.mark.parametrize("case", CASES["parse"], ids=case_id)
 def test_parse(case):
-    node = parse_formula(formula_of(case))
+    node = parse_expression(formula_of(case))
     text = ast.to_text(node)
     assert text == case["text"]
     # the normalised text reads back as the same tree, and renders the same again
-    again = parse_formula(text)
+    again = parse_expression(text)
     assert again == node
     assert ast.to_text(again) == text
 
@@ -86,3 +86,31 @@ def test_percent_and_underscore_values():
     assert parse_formula("12.5%").value == pytest.approx(0.125, abs=0)
     assert parse_formula("1_000_000").value == 1_000_000.0
     assert parse_formula("-5%").value == -0.05
+
+
+@pytest.mark.parametrize(("formula", "offset", "half"), [
+    ("min（a, b)", 3, "("), ("min(a, b）", 8, ")"), ("min(a，b)", 5, ","), ("f(a：1)", 3, ":"),
+    ("a ＞ 1", 2, ">"), ("a ＜ 1", 2, "<"), ("a ＝＝ 1", 2, "="), ("0。5", 1, "."),
+])
+def test_full_width_punctuation_names_the_half_width_character(formula, offset, half):
+    with pytest.raises(FormulaError) as caught:
+        parse_formula(formula)
+    err = caught.value
+    full = formula[offset]
+    assert (err.code, err.offset) == ("full_width", offset)
+    assert err.en.startswith(f"'{full}' is a full-width character (Chinese input mode): type the half-width '{half}'")
+    assert f"请改用半角“{half}”" in err.zh
+
+
+def test_null_words_in_text_and_comments_are_fine():
+    assert parse_formula('"null" == setting').right == ast.Name(0, ("setting",))
+    assert parse_formula("nullable + none_left # None").left == ast.Name(0, ("nullable",))
+    with pytest.raises(FormulaError) as caught:
+        parse_formula("x == null")
+    assert (caught.value.en, caught.value.zh) == NO_NULL
+
+
+def test_lists_where_the_language_takes_them():
+    assert isinstance(parse_formula("x in [1, 2]"), ast.InList)
+    assert isinstance(parse_formula('step(x, [1], ["a", "b"], closed="left")'), ast.Call)
+    assert isinstance(parse_formula("bands(x, [30, 90], [260, 220, 180])"), ast.Call)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.dsl import ast
-from engine.dsl.parser import parse_formula
+from engine.dsl.parser import parse_expression
 from engine.run.builtins import cumulative
 from engine.run.money import allocate, round_half_up
 
@@ -191,4 +191,4 @@ trees = st.recursive(leaves, _extend, max_leaves=12)
 @given(tree=trees)
 def test_formula_text_reads_back_as_the_same_tree(tree):
     text = ast.to_text(tree)
-    assert parse_formula(text) == tree, text
+    assert parse_expression(text) == tree, text

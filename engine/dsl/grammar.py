@@ -1,4 +1,4 @@
-"""Locates the grammar file and builds the LALR parser once (语法文件与解析器)."""
+"""Locates the grammar (package data beside this module) and builds the LALR parser once (语法文件与解析器)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lark import Lark
 
-GRAMMAR_FILE = Path(__file__).resolve().parents[2] / "grammar" / "medpay.lark"
+GRAMMAR_FILE = Path(__file__).with_name("medpay.lark")  # package data: works from an installed wheel
 
 
 @cache

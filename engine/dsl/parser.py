@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 
 from lark import Token, Transformer, v_args
@@ -10,7 +11,18 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from engine.dsl import ast
 from engine.dsl.grammar import lark_parser
-from engine.dsl.syntax_messages import GENERIC, SYNTAX_MESSAGES, TOKEN_NAMES, UNKNOWN_CHARACTER
+from engine.dsl.syntax_messages import (
+    FULL_WIDTH,
+    GENERIC,
+    LIST_ARGUMENTS,
+    LIST_NOT_ALLOWED,
+    NO_NULL,
+    NULL_WORDS,
+    SYNTAX_MESSAGES,
+    TOKEN_NAMES,
+    UNKNOWN_CHARACTER,
+    full_width_message,
+)
 from engine.errors import FormulaError
 from engine.settings import LIMITS
 
@@ -191,6 +203,8 @@ def _syntax_error(text: str, err: UnexpectedInput) -> FormulaError:
         if ch == "=":
             en, zh = SYNTAX_MESSAGES["single_equals"][:2]
             return FormulaError("single_equals", en, zh, offset)
+        if ch in FULL_WIDTH:
+            return FormulaError("full_width", *full_width_message(ch), offset)
         return FormulaError("unknown_character", f"{UNKNOWN_CHARACTER[0]}: '{ch}'",
                             f"{UNKNOWN_CHARACTER[1]}：“{ch}”", offset)
     code = _match_example(err)
@@ -222,7 +236,15 @@ def _depth(node: ast.Node) -> int:
 
 
 def parse_formula(text: str) -> ast.Node:
-    """Parse one formula; raise FormulaError with an offset on any mistake."""
+    """Parse one policy formula; raise FormulaError with an offset on any mistake, including a
+    `null`/`None` or a list where the language takes none."""
+    node = parse_expression(text)
+    _check_values(node)
+    return node
+
+
+def parse_expression(text: str) -> ast.Node:
+    """Parse any text of the grammar (a bare list too); raise FormulaError on a syntax mistake."""
     if len(text) > MAX_FORMULA_LENGTH:
         raise FormulaError("formula_too_long",
                            f"formula is {len(text)} characters, more than the limit {MAX_FORMULA_LENGTH}",
@@ -233,7 +255,7 @@ def parse_formula(text: str) -> ast.Node:
     try:
         tree = _raw_parse(text)
     except UnexpectedInput as err:
-        raise _syntax_error(text, err) from None
+        raise _null_word(text) or _syntax_error(text, err) from None
     except RecursionError:
         raise FormulaError("too_deep", "formula is nested too deeply", "公式嵌套层数过多", 0) from None
     try:
@@ -252,4 +274,30 @@ def parse_formula(text: str) -> ast.Node:
     return node
 
 
-__all__ = ["parse_formula", "Token"]
+# texts and comments are matched (and skipped) so that a null word inside them does not count
+_NULL_PATTERN = re.compile(r""""[^"\n]*"|'[^'\n]*'|#[^\n]*|(?<![\w.])(?:""" + "|".join(NULL_WORDS) + r")(?![\w.])")
+
+
+def _null_word(text: str) -> FormulaError | None:
+    """A formula that does not parse and uses a word such as `None` (as in `x is None`): that word first."""
+    for match in _NULL_PATTERN.finditer(text):
+        if match.group(0) in NULL_WORDS:
+            return FormulaError("no_null", *NO_NULL, match.start())
+    return None
+
+
+def _check_values(node: ast.Node) -> None:
+    """No `null`/`None` names, and lists only where the language takes them (after `in`, in bands/step)."""
+    allowed: set[int] = set()
+    for current in ast.walk(node):
+        if isinstance(current, ast.Name) and len(current.parts) == 1 and current.parts[0] in NULL_WORDS:
+            raise FormulaError("no_null", *NO_NULL, current.pos)
+        if isinstance(current, ast.InList):
+            allowed.add(id(current.options))
+        elif isinstance(current, ast.Call) and current.function in LIST_ARGUMENTS:
+            allowed.update(id(arg) for arg in current.args)
+        elif isinstance(current, ast.ListExpr) and id(current) not in allowed:
+            raise FormulaError("list_not_allowed", *LIST_NOT_ALLOWED, current.pos)
+
+
+__all__ = ["parse_expression", "parse_formula", "Token"]

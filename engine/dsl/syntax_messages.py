@@ -100,3 +100,48 @@ TOKEN_NAMES = {
     "NOT": "not", "IN": "in", "WHERE": "where", "TRUE": "true", "FALSE": "false",
     "MINUS": "-", "PLUS": "+", "STAR": "*", "SLASH": "/", "COMP_OP": "a comparison",
 }
+
+# Words that other languages use for "no value"; formulas have none (there are defaults instead).
+NULL_WORDS = ("null", "None", "NULL", "nil", "none", "Null")
+NO_NULL = (
+    "there is no null or None in formulas: an input a situation leaves out takes its field's default "
+    "(0, false or \"\" unless the field declares `default:`); to test for a missing value compare with "
+    "that default (x == 0, x == \"\"), and to use another value when it is missing declare `default:`",
+    "公式中没有 null 或 None：情形中未提供的输入取其字段的默认值（未声明 `default:` 时为 0、false 或 \"\"）；"
+    "判断缺失请与该默认值比较（如 x == 0、x == \"\"），缺失时需用其他值请在字段上声明 `default:`",
+)
+
+# Functions whose arguments may be lists written in place: edges, rates, values.
+LIST_ARGUMENTS = ("bands", "step")
+LIST_NOT_ALLOWED = (
+    "lists are not supported here: a list [...] may only follow 'in' (x in [1, 2]) or give the edges, "
+    "rates or values of bands() and step(); elsewhere a formula works on one value per row (for a value "
+    "by category, use a parameter by category: rate[level])",
+    "此处不支持列表：列表 [...] 只能用在“in”之后（x in [1, 2]），或作为 bands()、step() 的分段点、比率或取值；"
+    "其他位置公式按行计算单个值（按类别取值请用分类参数：rate[level]）",
+)
+
+# Full-width characters typed with a Chinese input method → the half-width character to type.
+FULL_WIDTH: dict[str, str] = {
+    "（": "(", "）": ")", "，": ",", "：": ":", "＞": ">", "＜": "<", "＝": "=", "。": ".", "．": ".",
+    "［": "[", "］": "]", "【": "[", "】": "]", "＋": "+", "－": "-", "＊": "*", "／": "/", "％": "%",
+    "！": "!", "“": '"', "”": '"', "‘": "'", "’": "'", "×": "*", "÷": "/", "≥": ">=", "≤": "<=",
+    "≠": "!=", "、": ",",
+}
+# Extra advice where the half-width character alone is not yet right.
+FULL_WIDTH_NOTES: dict[str, tuple[str, str]] = {
+    ":": ("; formulas have no ':' — a named argument is written name=value, as in round(x, digits=2)",
+          "；公式中没有冒号，命名参数写作 name=value，例如 round(x, digits=2)"),
+    "=": ("; to compare, write '=='", "；比较相等请写“==”"),
+    ".": (" (a decimal point, or a dot between names as in institution.level)",
+          "（小数点，或名称之间的点，如 institution.level）"),
+}
+
+
+def full_width_message(ch: str) -> tuple[str, str]:
+    """English and Chinese advice for one full-width character."""
+    half = FULL_WIDTH[ch]
+    note_en, note_zh = FULL_WIDTH_NOTES.get(half, ("", ""))
+    return (f"'{ch}' is a full-width character (Chinese input mode): type the half-width '{half}' "
+            f"instead{note_en}",
+            f"“{ch}”是全角字符（中文输入法）：请改用半角“{half}”{note_zh}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine.model.spec import Chain, Derivation, Entity, Label, Variable
 
-MODEL_FILE = Path(__file__).resolve().parents[2] / "policies" / "model.yaml"
+MODEL_FILE = Path(__file__).with_name("model.yaml")  # package data: works from an installed wheel
 
 
 def label_of(data) -> Label:

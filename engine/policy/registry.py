@@ -11,7 +11,18 @@ from engine.errors import Diagnostic, InputFault, PolicyError, SituationError
 from engine.period import Period
 from engine.policy.spec import Policy
 
-POLICY_DIR = Path(os.environ.get("MEDPAY_POLICIES", Path(__file__).resolve().parents[2] / "policies"))
+
+def default_policy_dir() -> Path:
+    """MEDPAY_POLICIES if set; in a source checkout its policies/; else policies/ of the current folder."""
+    if os.environ.get("MEDPAY_POLICIES"):
+        return Path(os.environ["MEDPAY_POLICIES"])
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "policies").is_dir():
+        return checkout / "policies"
+    return Path("policies")
+
+
+POLICY_DIR = default_policy_dir()
 
 
 def policy_files(folder: Path = POLICY_DIR) -> list[Path]:
