@@ -130,27 +130,88 @@ def aggregate(how: str, values: np.ndarray, mask: np.ndarray | None, groups: np.
     return out
 
 
+class ChainAccumulator:
+    """One chain call's accumulators during one step's run: for each row, the argument's value
+    and the max or sum of the argument over the earlier rows of its chain ("before").
+
+    Each row's "before" is computed once, from the previous row's (its own "before" combined
+    with its value), so a chain of N rows costs N combinations, not N²; each row's argument is
+    evaluated once. Rows whose "before" is known always include every earlier row of their
+    chain, so a walk back stops at the first known row.
+    """
+
+    def __init__(self, size: int, use_max: bool):
+        self.use_max = use_max
+        self.start = -np.inf if use_max else 0.0
+        self.value, self.has_value = np.zeros(size), np.zeros(size, dtype=bool)
+        self.before, self.has_before = np.zeros(size), np.zeros(size, dtype=bool)
+        self.queued = np.zeros(size, dtype=bool)  # rows met by a walk back (then known, or the run stopped)
+
+    def values(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
+        """The argument on `rows`, evaluated only where not yet known."""
+        missing = np.unique(rows[~self.has_value[rows]])
+        if len(missing):
+            at = frame.at(missing)
+            self.value[missing] = at.full(arg(at)).astype(float)
+            self.has_value[missing] = True
+        return self.value[rows]
+
+    def befores(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
+        """The accumulator over the earlier rows of each row's chain."""
+        order, ctx = frame.pop.chain(frame.entity), frame.ctx
+        pending = self._unknown_up_to(rows, order.prev, ctx)
+        if len(pending):
+            earlier = order.prev[pending]
+            self.values(frame, earlier[earlier >= 0], arg)
+            by_position = pending[np.argsort(order.position[pending], kind="stable")]
+            cuts = np.flatnonzero(np.diff(order.position[by_position])) + 1
+            for count, group in enumerate(np.split(by_position, cuts)):
+                if count % 256 == 255:
+                    ctx.check_deadline()
+                prev = order.prev[group]
+                has = prev >= 0
+                safe = np.maximum(prev, 0)
+                combined = _combine(self.use_max, self.before[safe], self.value[safe])
+                self.before[group] = np.where(has, combined, self.start)
+                self.has_before[group] = True
+        return self.before[rows]
+
+    def _unknown_up_to(self, rows: np.ndarray, prev: np.ndarray, ctx) -> np.ndarray:
+        """`rows` and their earlier rows back to the first whose accumulator is known."""
+        frontier = np.unique(rows[~self.has_before[rows]])
+        found = []
+        steps = 0
+        while len(frontier):
+            steps += 1
+            if steps % 256 == 0:
+                ctx.check_deadline()
+            self.queued[frontier] = True
+            found.append(frontier)
+            frontier = prev[frontier]
+            frontier = frontier[frontier >= 0]
+            frontier = frontier[~(self.has_before[frontier] | self.queued[frontier])]
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
 def chain_function(name: str, arg: Callable | None) -> Callable[[Frame], Any]:
-    """Functions along ordered chains, vectorized across chains, looping over positions only."""
+    """Functions along ordered chains: running max / sum with or without the row itself, and
+    the position. Accumulators are kept in the run context for the step being run."""
+    token = object()  # names this call's accumulators in the run context
+
     def run(frame: Frame):
         order = frame.pop.chain(frame.entity)
         rows = np.arange(frame.pop.sizes[frame.entity]) if frame.rows is None else frame.rows
         if name == "chain_position":
             return order.position[rows] + 1.0
         use_max = name.startswith("chain_max")
-        acc = np.full(len(rows), -np.inf if use_max else 0.0)
+        state = frame.ctx.chain_state.get(token)
+        if state is None or len(state.value) != frame.pop.sizes[frame.entity]:
+            state = frame.ctx.chain_state[token] = ChainAccumulator(frame.pop.sizes[frame.entity], use_max)
+        acc = state.befores(frame, rows, arg)
         if name in ("chain_max", "chain_sum"):
-            acc = _combine(use_max, acc, frame.full(arg(frame)).astype(float))
-        cur = order.prev[rows]
-        active = np.flatnonzero(cur >= 0)
-        while len(active):
-            earlier = cur[active]
-            values = Frame(frame.pop, frame.entity, frame.ctx, earlier)
-            acc[active] = _combine(use_max, acc[active], values.full(arg(values)).astype(float))
-            cur[active] = order.prev[earlier]
-            active = active[cur[active] >= 0]
+            acc = _combine(use_max, acc, state.values(frame, rows, arg))
         if use_max:
-            acc[np.isneginf(acc)] = 0.0
+            acc = np.where(np.isneginf(acc), 0.0, acc)
         return acc
     return run
 
