@@ -7,6 +7,7 @@ what each call does, so that the compiler never has to guess.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from engine.dsl import ast
@@ -17,6 +18,7 @@ from engine.model.spec import Variable
 from engine.policy.spec import Parameter, Table
 
 NUMERIC = "number"
+MAX_DIGITS = 10  # round(x, d): float64 money keeps about 15 significant digits
 
 
 @dataclass
@@ -91,6 +93,10 @@ class Checker:
         return method(node, scope, in_before)
 
     def _literal(self, node: ast.Literal, scope: str, in_before: bool) -> str:
+        # a number written beyond float range (1e400) would silently become infinity
+        if node.kind == "number" and not math.isfinite(float(node.value)):
+            raise _err("number_too_large", "this number is too large to compute with (the largest is about 1.8e308)",
+                       "该数字过大，无法计算（上限约为 1.8e308）", node)
         return node.kind
 
     def _listexpr(self, node: ast.ListExpr, scope: str, in_before: bool) -> str:
@@ -178,6 +184,8 @@ class Checker:
         self.notes[id(node)] = ref
         if ref.kind == "var":
             var = self.model.entities[ref.entity].variables[ref.name]
+            if ref.name in self.model.entities[ref.entity].links:  # no column holds a link's ids
+                raise self._link_error(node, ref)
             if ref.entity == self.variable.entity and ref.name == self.variable.name and not ref.path:
                 if scope != self.variable.entity or not in_before:
                     raise _err("self_reference",
@@ -239,6 +247,17 @@ class Checker:
             if up:
                 return self.resolve(node, parts[1:], head, [*path, *up])
         raise self._unknown(node, head, scope, path, len(node.parts) - len(parts))
+
+    def _link_error(self, node: ast.Name, ref: Ref) -> FormulaError:
+        """A link names a row's parent; a formula reads the parent's values through it."""
+        target = self.model.entities[self.model.entities[ref.entity].links[ref.name]]
+        field = next((v for v in target.variables if v not in target.links), "<field>")
+        example = f"{node.dotted}.{field}"
+        return _err("link_as_value",
+                    f"'{node.dotted}' is a link: it names the {target.name} this {ref.entity} belongs to, "
+                    f"not a value; read a value of that {target.name} through it, e.g. {example}",
+                    f"“{node.dotted}”是关联字段：它指明本{ref.entity}所属的{target.name}，不是一个值；"
+                    f"请通过它读取该{target.name}的值，例如 {example}", node)
 
     def _child_error(self, node: ast.Name, child: str, scope: str) -> FormulaError:
         return _err("needs_aggregation",
@@ -325,10 +344,32 @@ class Checker:
     def _elementwise(self, node: ast.Call, scope: str, in_before: bool) -> str:
         low, high, arg_type, result = ELEMENTWISE[node.function]
         self._arity(node, low, high, ("digits",) if node.function == "round" else ())
+        if node.function == "round":
+            self._check_digits(node)
         for arg in [*node.args, *(v for _, v in node.keywords)]:
             self._want(self.expr(arg, scope, in_before), arg_type, arg, node.function)
         self.notes[id(node)] = CallInfo("elementwise")
         return result
+
+    def _check_digits(self, node: ast.Call) -> None:
+        """round(x, d): d is written in the formula as a whole number from 0 to MAX_DIGITS, once.
+        Anything else could not be computed (10**400 overflows, digits from a column differ by row)."""
+        given = [*node.args[1:], *(v for k, v in node.keywords if k == "digits")]
+        if len(given) > 1:
+            raise _err("round_digits", "round() takes the number of digits once: round(x, 2) or round(x, digits=2)",
+                       "round() 的小数位数只能给一次：round(x, 2) 或 round(x, digits=2)", given[1])
+        if not given:
+            return
+        digits = given[0]
+        value = digits.value if isinstance(digits, ast.Literal) and digits.kind == "number" else None
+        if isinstance(digits, ast.Unary) and digits.op == "-" and isinstance(digits.operand, ast.Literal):
+            value = -1.0  # a negative count of digits
+        if value is None or not float(value).is_integer() or not 0 <= float(value) <= MAX_DIGITS:
+            raise _err("round_digits",
+                       f"round() needs its digits as a whole number from 0 to {MAX_DIGITS} written in the formula, "
+                       "e.g. round(x, 2); to round to hundreds write round(x / 100) * 100",
+                       f"round() 的小数位数必须是公式中写明的 0 至 {MAX_DIGITS} 的整数，例如 round(x, 2)；"
+                       "取整到百位请写 round(x / 100) * 100", digits)
 
     def _aggregate(self, node: ast.Call, scope: str, in_before: bool) -> str:
         name = node.function

@@ -201,6 +201,13 @@ class Compiler:
             groups = whole.parent_index(path) if path else np.zeros(whole.size, dtype=np.int64)
             totals, weights = whole.full(total(whole)).astype(float), whole.full(weight(whole)).astype(float)
             parts = builtins.allocate(totals, weights, groups)
+            too_large = builtins.out_of_range_groups(totals, groups)
+            if too_large:
+                frame.ctx.warn("allocation_out_of_range",
+                               f"{too_large} group(s) have a total above 9e13 yuan (or not a finite number), "
+                               "too large to allocate to the fen; split in proportion to the weights",
+                               f"{too_large} 个分组的待分配总额超过 9e13 元（或不是有限数），无法精确到分分配；"
+                               "已按权重比例分配", too_large)
             valid = groups >= 0
             if valid.any():
                 # a group with something to share but no weight at all keeps its total unallocated

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from engine.run.frame import Frame
-from engine.run.money import allocate, group_sum, round_half_up
+from engine.run.money import allocate, group_sum, out_of_range_groups, round_half_up
 
-__all__ = ["allocate"]
+__all__ = ["allocate", "out_of_range_groups"]
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": np.add, "-": np.subtract, "*": np.multiply,
@@ -35,11 +35,18 @@ def _days_between(a, b):
 
 
 def _year(d):
-    return np.asarray(d).astype("datetime64[Y]").astype(np.int64) + 1970.0
+    return _missing_as_nan(d, np.asarray(d).astype("datetime64[Y]").astype(np.int64) + 1970.0)
 
 
 def _month(d):
-    return np.asarray(d).astype("datetime64[M]").astype(np.int64) % 12 + 1.0
+    return _missing_as_nan(d, np.asarray(d).astype("datetime64[M]").astype(np.int64) % 12 + 1.0)
+
+
+def _missing_as_nan(dates, values):
+    """NaN where a date is missing (NaT), not the huge number NaT stands for: the step's
+    `finite` check then gives 0 with a warning."""
+    missing = np.isnat(np.asarray(dates))
+    return np.where(missing, np.nan, values) if np.any(missing) else values
 
 
 ELEMENTWISE_IMPL: dict[str, Callable[..., Any]] = {
@@ -58,7 +65,8 @@ def _reduce(ufunc, args):
 
 def day_difference(a, b):
     """a − b in days, as a number."""
-    return (np.asarray(a, dtype="datetime64[D]") - np.asarray(b, dtype="datetime64[D]")).astype(float)
+    days = np.asarray(a, dtype="datetime64[D]") - np.asarray(b, dtype="datetime64[D]")
+    return _missing_as_nan(days, days.astype(float))
 
 
 def divide(frame: Frame, a, b):
@@ -247,7 +255,7 @@ def step(frame: Frame, x, edges, values, left_closed: bool):
         return values[int(index)]
     picked = [frame.full(v) for v in values]
     return np.choose(index, picked) if len(picked) <= 32 else np.select(
-        [index == i for i in range(len(picked))], picked)
+        [index == i for i in range(1, len(picked))], picked[1:], default=picked[0])  # texts too
 
 
 def _key_text(value) -> str:

@@ -33,8 +33,8 @@ def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
         return column
     bad = ~np.isfinite(column)
     if bad.any():
-        ctx.warn("non_finite", "a value was not a finite number (overflow or 0/0); 0 used",
-                 "出现非有限数值（溢出或 0/0），按 0 计", int(bad.sum()))
+        ctx.warn("non_finite", "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
+                 "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", int(bad.sum()))
         column = np.where(bad, 0.0, column)
     return column
 
