@@ -156,8 +156,8 @@ class ChainAccumulator:
         self.queued = np.zeros(size, dtype=bool)  # rows met by a walk back (then known, or the run stopped)
 
     def values(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
-        """The argument on `rows`, evaluated only where not yet known."""
-        missing = np.unique(rows[~self.has_value[rows]])
+        """The argument on `rows` (distinct), evaluated only where not yet known."""
+        missing = rows[~self.has_value[rows]]
         if len(missing):
             at = frame.at(missing)
             self.value[missing] = at.full(arg(at)).astype(float)
@@ -165,30 +165,43 @@ class ChainAccumulator:
         return self.value[rows]
 
     def befores(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
-        """The accumulator over the earlier rows of each row's chain."""
+        """The accumulator over the earlier rows of each row's chain (`rows` distinct)."""
+        order = frame.pop.chain(frame.entity)
+        unknown = rows[~self.has_before[rows]]
+        if len(unknown):
+            prev = order.prev[unknown]
+            if np.all((prev < 0) | self.has_before[np.maximum(prev, 0)]):
+                self._advance(frame, unknown, arg)  # the usual case: the previous rows are done
+            else:
+                self._fill(frame, unknown, arg)
+        return self.before[rows]
+
+    def _fill(self, frame: Frame, rows: np.ndarray, arg: Callable) -> None:
+        """Accumulators of `rows` and of the earlier rows they need, one position at a time."""
         order, ctx = frame.pop.chain(frame.entity), frame.ctx
         pending = self._unknown_up_to(rows, order.prev, ctx)
-        if len(pending):
-            earlier = order.prev[pending]
-            self.values(frame, earlier[earlier >= 0], arg)
-            by_position = pending[np.argsort(order.position[pending], kind="stable")]
-            cuts = np.flatnonzero(np.diff(order.position[by_position])) + 1
-            for count, group in enumerate(np.split(by_position, cuts)):
-                if count % 256 == 255:
-                    ctx.check_deadline()
-                prev = order.prev[group]
-                has = prev >= 0
-                safe = np.maximum(prev, 0)
-                combined = _combine(self.use_max, self.before[safe], self.value[safe])
-                self.before[group] = np.where(has, combined, self.start)
-                self.has_before[group] = True
-        return self.before[rows]
+        earlier = order.prev[pending]
+        self.values(frame, earlier[earlier >= 0], arg)  # one evaluation for all of them
+        by_position = pending[np.argsort(order.position[pending], kind="stable")]
+        cuts = np.flatnonzero(np.diff(order.position[by_position])) + 1
+        for count, group in enumerate(np.split(by_position, cuts)):
+            if count % 256 == 255:
+                ctx.check_deadline()
+            self._advance(frame, group, arg)
+
+    def _advance(self, frame: Frame, rows: np.ndarray, arg: Callable) -> None:
+        """Accumulators of `rows` from their previous rows' (known): before + value there."""
+        prev = frame.pop.chain(frame.entity).prev[rows]
+        has = prev >= 0
+        self.values(frame, prev[has], arg)
+        safe = np.maximum(prev, 0)
+        combined = _combine(self.use_max, self.before[safe], self.value[safe])
+        self.before[rows] = np.where(has, combined, self.start)
+        self.has_before[rows] = True
 
     def _unknown_up_to(self, rows: np.ndarray, prev: np.ndarray, ctx) -> np.ndarray:
         """`rows` and their earlier rows back to the first whose accumulator is known."""
-        frontier = np.unique(rows[~self.has_before[rows]])
-        found = []
-        steps = 0
+        frontier, found, steps = rows, [], 0
         while len(frontier):
             steps += 1
             if steps % 256 == 0:
@@ -198,7 +211,7 @@ class ChainAccumulator:
             frontier = prev[frontier]
             frontier = frontier[frontier >= 0]
             frontier = frontier[~(self.has_before[frontier] | self.queued[frontier])]
-        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        return np.concatenate(found)
 
 
 def chain_function(name: str, arg: Callable | None) -> Callable[[Frame], Any]:
