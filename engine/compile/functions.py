@@ -83,6 +83,8 @@ def elementwise_check(low: int, high: int, arg_type: str, result: str, keywords:
     first argument is."""
     def check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
         c.arity(node, low, high, keywords)
+        if node.function == "round":
+            c.check_digits(node)
         args = tuple(c.typed_arg(a, scope, in_before, arg_type, node.function) for a in node.args)
         kws = tuple((k, c.typed_arg(v, scope, in_before, arg_type, node.function)) for k, v in node.keywords)
         flag = args[0].money if money is None and args else money
@@ -325,6 +327,13 @@ def allocate_compile(c: Compiler, node: T.Call) -> Fn:
         groups = whole.parent_index(path) if path else np.zeros(whole.size, dtype=np.int64)
         totals, weights = whole.full(total(whole)).astype(float), whole.full(weight(whole)).astype(float)
         parts = builtins.allocate(totals, weights, groups)
+        too_large = builtins.out_of_range_groups(totals, groups)
+        if too_large:
+            frame.ctx.warn("allocation_out_of_range",
+                           f"{too_large} group(s) have a total above 9e13 yuan (or not a finite number), "
+                           "too large to allocate to the fen; split in proportion to the weights",
+                           f"{too_large} 个分组的待分配总额超过 9e13 元（或不是有限数），无法精确到分分配；"
+                           "已按权重比例分配", too_large)
         _warn_unweighted(frame, groups, totals, weights, parts)
         return frame.take(parts)
     return allocate

@@ -8,6 +8,7 @@ functions are checked by their own entries in the function table the checker is 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from engine.model.model import Model
 from engine.model.spec import MONEY_UNITS, Variable
 
 NUMERIC = "number"
+MAX_DIGITS = 10  # round(x, d): float64 money keeps about 15 significant digits
 
 
 class FunctionCheck(Protocol):
@@ -100,6 +102,10 @@ class Checker:
         return method(node, scope, in_before)
 
     def _literal(self, node: ast.Literal, scope: str, in_before: bool) -> T.Expr:
+        # a number written beyond float range (1e400) would silently become infinity
+        if node.kind == "number" and not math.isfinite(float(node.value)):
+            raise _err("number_too_large", "this number is too large to compute with (the largest is about 1.8e308)",
+                       "该数字过大，无法计算（上限约为 1.8e308）", node)
         return T.Literal(node.pos, node.kind, scope, node.value, node.kind, syntax=node)
 
     def _listexpr(self, node: ast.ListExpr, scope: str, in_before: bool) -> T.Expr:
@@ -192,6 +198,8 @@ class Checker:
         ref = self.resolve(node, list(node.parts), scope, [])
         if ref.kind == "var":
             var = self.model.entities[ref.entity].variables[ref.name]
+            if ref.name in self.model.entities[ref.entity].links:  # no column holds a link's ids
+                raise self._link_error(node, ref)
             if ref.entity == self.variable.entity and ref.name == self.variable.name and not ref.path:
                 if scope != self.variable.entity or not in_before:
                     raise _err("self_reference",
@@ -255,6 +263,17 @@ class Checker:
             if up:
                 return self.resolve(node, parts[1:], head, [*path, *up])
         raise self._unknown(node, head, scope, path, len(node.parts) - len(parts))
+
+    def _link_error(self, node: ast.Name, ref: Ref) -> FormulaError:
+        """A link names a row's parent; a formula reads the parent's values through it."""
+        target = self.model.entities[self.model.entities[ref.entity].links[ref.name]]
+        field = next((v for v in target.variables if v not in target.links), "<field>")
+        example = f"{node.dotted}.{field}"
+        return _err("link_as_value",
+                    f"'{node.dotted}' is a link: it names the {target.name} this {ref.entity} belongs to, "
+                    f"not a value; read a value of that {target.name} through it, e.g. {example}",
+                    f"“{node.dotted}”是关联字段：它指明本{ref.entity}所属的{target.name}，不是一个值；"
+                    f"请通过它读取该{target.name}的值，例如 {example}", node)
 
     def _child_error(self, node: ast.Name, child: str, scope: str) -> FormulaError:
         return _err("needs_aggregation",
@@ -330,6 +349,26 @@ class Checker:
 
     def keywords(self, node: ast.Call, scope: str, in_before: bool) -> tuple[tuple[str, T.Expr], ...]:
         return tuple((key, self.expr(value, scope, in_before)) for key, value in node.keywords)
+
+    def check_digits(self, node: ast.Call) -> None:
+        """round(x, d): d is written in the formula as a whole number from 0 to MAX_DIGITS, once.
+        Anything else could not be computed (10**400 overflows, digits from a column differ by row)."""
+        given = [*node.args[1:], *(v for k, v in node.keywords if k == "digits")]
+        if len(given) > 1:
+            raise _err("round_digits", "round() takes the number of digits once: round(x, 2) or round(x, digits=2)",
+                       "round() 的小数位数只能给一次：round(x, 2) 或 round(x, digits=2)", given[1])
+        if not given:
+            return
+        digits = given[0]
+        value = digits.value if isinstance(digits, ast.Literal) and digits.kind == "number" else None
+        if isinstance(digits, ast.Unary) and digits.op == "-" and isinstance(digits.operand, ast.Literal):
+            value = -1.0  # a negative count of digits
+        if value is None or not float(value).is_integer() or not 0 <= float(value) <= MAX_DIGITS:
+            raise _err("round_digits",
+                       f"round() needs its digits as a whole number from 0 to {MAX_DIGITS} written in the formula, "
+                       "e.g. round(x, 2); to round to hundreds write round(x / 100) * 100",
+                       f"round() 的小数位数必须是公式中写明的 0 至 {MAX_DIGITS} 的整数，例如 round(x, 2)；"
+                       "取整到百位请写 round(x / 100) * 100", digits)
 
     def child_heads(self, nodes: list[ast.Node], scope: str) -> set[str]:
         """The child entities of `scope` whose values these expressions name (claim.total_cost)."""

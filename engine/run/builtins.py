@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from engine.run.frame import Frame
-from engine.run.money import allocate, group_sum, round_half_up
+from engine.run.money import allocate, group_sum, out_of_range_groups, round_half_up
 
-__all__ = ["allocate"]
+__all__ = ["allocate", "out_of_range_groups"]
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": np.add, "-": np.subtract, "*": np.multiply,
@@ -35,11 +35,18 @@ def _days_between(a, b):
 
 
 def _year(d):
-    return np.asarray(d).astype("datetime64[Y]").astype(np.int64) + 1970.0
+    return _missing_as_nan(d, np.asarray(d).astype("datetime64[Y]").astype(np.int64) + 1970.0)
 
 
 def _month(d):
-    return np.asarray(d).astype("datetime64[M]").astype(np.int64) % 12 + 1.0
+    return _missing_as_nan(d, np.asarray(d).astype("datetime64[M]").astype(np.int64) % 12 + 1.0)
+
+
+def _missing_as_nan(dates, values):
+    """NaN where a date is missing (NaT), not the huge number NaT stands for: the step's
+    `finite` check then gives 0 with a warning."""
+    missing = np.isnat(np.asarray(dates))
+    return np.where(missing, np.nan, values) if np.any(missing) else values
 
 
 ELEMENTWISE_IMPL: dict[str, Callable[..., Any]] = {
@@ -58,7 +65,8 @@ def _reduce(ufunc, args):
 
 def day_difference(a, b):
     """a − b in days, as a number."""
-    return (np.asarray(a, dtype="datetime64[D]") - np.asarray(b, dtype="datetime64[D]")).astype(float)
+    days = np.asarray(a, dtype="datetime64[D]") - np.asarray(b, dtype="datetime64[D]")
+    return _missing_as_nan(days, days.astype(float))
 
 
 def divide(frame: Frame, a, b):
@@ -130,27 +138,101 @@ def aggregate(how: str, values: np.ndarray, mask: np.ndarray | None, groups: np.
     return out
 
 
+class ChainAccumulator:
+    """One chain call's accumulators during one step's run: for each row, the argument's value
+    and the max or sum of the argument over the earlier rows of its chain ("before").
+
+    Each row's "before" is computed once, from the previous row's (its own "before" combined
+    with its value), so a chain of N rows costs N combinations, not N²; each row's argument is
+    evaluated once. Rows whose "before" is known always include every earlier row of their
+    chain, so a walk back stops at the first known row.
+    """
+
+    def __init__(self, size: int, use_max: bool):
+        self.use_max = use_max
+        self.start = -np.inf if use_max else 0.0
+        self.value, self.has_value = np.zeros(size), np.zeros(size, dtype=bool)
+        self.before, self.has_before = np.zeros(size), np.zeros(size, dtype=bool)
+        self.queued = np.zeros(size, dtype=bool)  # rows met by a walk back (then known, or the run stopped)
+
+    def values(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
+        """The argument on `rows` (distinct), evaluated only where not yet known."""
+        missing = rows[~self.has_value[rows]]
+        if len(missing):
+            at = frame.at(missing)
+            self.value[missing] = at.full(arg(at)).astype(float)
+            self.has_value[missing] = True
+        return self.value[rows]
+
+    def befores(self, frame: Frame, rows: np.ndarray, arg: Callable) -> np.ndarray:
+        """The accumulator over the earlier rows of each row's chain (`rows` distinct)."""
+        order = frame.pop.chain(frame.entity)
+        unknown = rows[~self.has_before[rows]]
+        if len(unknown):
+            prev = order.prev[unknown]
+            if np.all((prev < 0) | self.has_before[np.maximum(prev, 0)]):
+                self._advance(frame, unknown, arg)  # the usual case: the previous rows are done
+            else:
+                self._fill(frame, unknown, arg)
+        return self.before[rows]
+
+    def _fill(self, frame: Frame, rows: np.ndarray, arg: Callable) -> None:
+        """Accumulators of `rows` and of the earlier rows they need, one position at a time."""
+        order, ctx = frame.pop.chain(frame.entity), frame.ctx
+        pending = self._unknown_up_to(rows, order.prev, ctx)
+        earlier = order.prev[pending]
+        self.values(frame, earlier[earlier >= 0], arg)  # one evaluation for all of them
+        by_position = pending[np.argsort(order.position[pending], kind="stable")]
+        cuts = np.flatnonzero(np.diff(order.position[by_position])) + 1
+        for count, group in enumerate(np.split(by_position, cuts)):
+            if count % 256 == 255:
+                ctx.check_deadline()
+            self._advance(frame, group, arg)
+
+    def _advance(self, frame: Frame, rows: np.ndarray, arg: Callable) -> None:
+        """Accumulators of `rows` from their previous rows' (known): before + value there."""
+        prev = frame.pop.chain(frame.entity).prev[rows]
+        has = prev >= 0
+        self.values(frame, prev[has], arg)
+        safe = np.maximum(prev, 0)
+        combined = _combine(self.use_max, self.before[safe], self.value[safe])
+        self.before[rows] = np.where(has, combined, self.start)
+        self.has_before[rows] = True
+
+    def _unknown_up_to(self, rows: np.ndarray, prev: np.ndarray, ctx) -> np.ndarray:
+        """`rows` and their earlier rows back to the first whose accumulator is known."""
+        frontier, found, steps = rows, [], 0
+        while len(frontier):
+            steps += 1
+            if steps % 256 == 0:
+                ctx.check_deadline()
+            self.queued[frontier] = True
+            found.append(frontier)
+            frontier = prev[frontier]
+            frontier = frontier[frontier >= 0]
+            frontier = frontier[~(self.has_before[frontier] | self.queued[frontier])]
+        return np.concatenate(found)
+
+
 def chain_function(name: str, arg: Callable | None) -> Callable[[Frame], Any]:
-    """Functions along ordered chains, vectorized across chains, looping over positions only."""
+    """Functions along ordered chains: running max / sum with or without the row itself, and
+    the position. Accumulators are kept in the run context for the step being run."""
+    token = object()  # names this call's accumulators in the run context
+
     def run(frame: Frame):
         order = frame.pop.chain(frame.entity)
         rows = np.arange(frame.pop.sizes[frame.entity]) if frame.rows is None else frame.rows
         if name == "chain_position":
             return order.position[rows] + 1.0
         use_max = name.startswith("chain_max")
-        acc = np.full(len(rows), -np.inf if use_max else 0.0)
+        state = frame.ctx.chain_state.get(token)
+        if state is None or len(state.value) != frame.pop.sizes[frame.entity]:
+            state = frame.ctx.chain_state[token] = ChainAccumulator(frame.pop.sizes[frame.entity], use_max)
+        acc = state.befores(frame, rows, arg)
         if name in ("chain_max", "chain_sum"):
-            acc = _combine(use_max, acc, frame.full(arg(frame)).astype(float))
-        cur = order.prev[rows]
-        active = np.flatnonzero(cur >= 0)
-        while len(active):
-            earlier = cur[active]
-            values = Frame(frame.pop, frame.entity, frame.ctx, earlier)
-            acc[active] = _combine(use_max, acc[active], values.full(arg(values)).astype(float))
-            cur[active] = order.prev[earlier]
-            active = active[cur[active] >= 0]
+            acc = _combine(use_max, acc, state.values(frame, rows, arg))
         if use_max:
-            acc[np.isneginf(acc)] = 0.0
+            acc = np.where(np.isneginf(acc), 0.0, acc)
         return acc
     return run
 
@@ -186,7 +268,7 @@ def step(frame: Frame, x, edges, values, left_closed: bool):
         return values[int(index)]
     picked = [frame.full(v) for v in values]
     return np.choose(index, picked) if len(picked) <= 32 else np.select(
-        [index == i for i in range(len(picked))], picked)
+        [index == i for i in range(1, len(picked))], picked[1:], default=picked[0])  # texts too
 
 
 def _key_text(value) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InputFault, LimitExceeded, SituationError
+from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
@@ -35,8 +35,8 @@ def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
         return column
     bad = ~np.isfinite(column)
     if bad.any():
-        ctx.warn("non_finite", "a value was not a finite number (overflow or 0/0); 0 used",
-                 "出现非有限数值（溢出或 0/0），按 0 计", int(bad.sum()))
+        ctx.warn("non_finite", "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
+                 "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", int(bad.sum()))
         column = np.where(bad, 0.0, column)
     return column
 
@@ -44,8 +44,12 @@ def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
 def run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
     """Compute one variable over all rows of its entity; a value supplied on a row wins there,
     and the formula runs only on the other rows. Returns whether the formula ran at all."""
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow and 0/0 are caught by `finite`
-        return _run_step(step, pop, ctx)
+    ctx.chain_state = {}  # accumulators of chain calls live for one step's run only
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow and 0/0 are caught by `finite`
+            return _run_step(step, pop, ctx)
+    finally:
+        ctx.chain_state = {}
 
 
 def _run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
@@ -84,6 +88,8 @@ def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> No
     by_position = np.argsort(order.position, kind="stable")
     bounds = np.searchsorted(order.position[by_position], np.arange(order.length + 1))
     for p in range(order.length):
+        if p % 64 == 63:
+            ctx.check_deadline()
         rows = by_position[bounds[p]:bounds[p + 1]]
         if given is not None:
             column[rows[given[1][rows]]] = given[0][rows[given[1][rows]]]
@@ -104,14 +110,12 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
     steps = policy.plan.needed(wanted)
-    started, limit = time.perf_counter(), LIMITS.eval_seconds
+    ctx.limit = LIMITS.eval_seconds
+    ctx.deadline = time.perf_counter() + ctx.limit
     for step in steps:
         if run_step(step, pop, ctx):
             ctx.computed.add(step.key)
-        if time.perf_counter() - started > limit:
-            raise LimitExceeded("MEDPAY_MAX_EVAL_SECONDS",
-                                f"the evaluation took longer than {limit:g} s; send fewer rows or use batch settlement",
-                                f"计算超过 {limit:g} 秒；请减少行数或使用批量结算", status=503)
+        ctx.check_deadline()
     return pop, ctx, steps
 
 

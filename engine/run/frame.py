@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from engine.errors import LimitExceeded
 from engine.policy.spec import Parameter, Policy
 from engine.run.population import Population
 
@@ -22,6 +24,9 @@ class RunContext:
     computed: set = field(default_factory=set)  # steps whose formula ran on some row
     precomputed: dict = field(default_factory=dict)  # aggregation key → values computed elsewhere
     key_codes: dict = field(default_factory=dict)  # id(column) → (column, codes, keys): lookups reuse them
+    chain_state: dict = field(default_factory=dict)  # chain call → its accumulators, for one step's run only
+    deadline: float | None = None  # time.perf_counter() past which the run stops (None: no limit)
+    limit: float = 0.0  # the evaluation-time limit in seconds, for the message
 
     def parameter(self, name: str) -> Parameter:
         return self.policy.parameters[name]
@@ -31,6 +36,14 @@ class RunContext:
         if name in self.overrides:
             return [self.overrides[name]]
         return [v.value for v in self.policy.parameters[name].versions]
+
+    def check_deadline(self) -> None:
+        """Stop the run with LimitExceeded (503) once its evaluation-time limit has passed."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise LimitExceeded("MEDPAY_MAX_EVAL_SECONDS",
+                                f"the evaluation took longer than {self.limit:g} s; send fewer rows or use batch "
+                                "settlement",
+                                f"计算超过 {self.limit:g} 秒；请减少行数或使用批量结算", status=503)
 
     def warn(self, code: str, en: str, zh: str, count: int = 1) -> None:
         key = (code, self.variable)

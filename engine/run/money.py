@@ -6,11 +6,12 @@ import numpy as np
 
 
 def round_half_up(values, digits: int = 2):
-    """Round half away from zero, robust to binary noise: 0.125 → 0.13, 1.005 → 1.01."""
+    """Round half away from zero, robust to binary noise: 0.125 → 0.13, 1.005 → 1.01. A value
+    too large to scale (1e308 yuan × 100 overflows) is returned as it is: it has no fraction."""
     arr = np.asarray(values, dtype=float)
     scale = 10.0 ** digits
-    scaled = np.abs(arr) * scale
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.abs(arr) * scale
         low = np.floor(scaled)
         frac = scaled - low
         # float noise: a fraction within a millionth of a unit of one half is one half. The noise
@@ -18,7 +19,8 @@ def round_half_up(values, digits: int = 2):
         # hundreds of millions round like small ones (np.round(x, 6) loses digits there).
         noise = np.maximum(1e-6, 2 * np.spacing(scaled))
         up = (frac > 0.5) | (np.abs(frac - 0.5) <= noise)
-    return np.sign(arr) * (low + up) / scale + 0.0  # + 0.0: no "-0.0" in results
+        rounded = np.sign(arr) * (low + up) / scale + 0.0  # + 0.0: no "-0.0" in results
+        return np.where(np.isfinite(scaled), rounded, arr)[()]  # [()]: a scalar stays a scalar
 
 
 MAX_EXACT_YUAN = 9e13  # 9e15 fen: integers stay exact in float64 below 2**53
@@ -43,9 +45,8 @@ def allocate(totals: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.
     weight_sum = np.bincount(g, weights=w, minlength=size)
     first_total = np.zeros(size)
     first_total[g[valid][::-1]] = totals[valid][::-1]  # total of each group (first row's)
-    if not np.all(np.abs(first_total) <= MAX_EXACT_YUAN):
-        raise OverflowError("a total to allocate is not a finite amount below 9e13 yuan")
-    total_fen = np.round(round_half_up(first_total) * 100).astype(np.int64)
+    in_range = np.abs(first_total) <= MAX_EXACT_YUAN  # False for NaN and infinity too
+    total_fen = np.round(round_half_up(np.where(in_range, first_total, 0.0)) * 100).astype(np.int64)
     denom = weight_sum[g]
     safe = valid & (denom != 0)
     exact = np.zeros(n)
@@ -67,7 +68,26 @@ def allocate(totals: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.
     rest = gl[ranked_groups] - per_row * counts[ranked_groups]
     extra[order] = np.where(in_group, per_row + (rank < rest), 0)
     parts[safe] = (floor_fen[safe] + extra[safe]) / 100.0
+    if not in_range.all():
+        _split_in_proportion(parts, first_total, w, weight_sum, g, valid & ~in_range[g])
     return parts
+
+
+def _split_in_proportion(parts, group_total, weights, weight_sum, g, rows) -> None:
+    """parts[rows] = group total × weight / group weight (0 where the group has no weight)."""
+    rows = rows & (weight_sum[g] != 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        parts[rows] = group_total[g[rows]] * (weights[rows] / weight_sum[g[rows]])
+
+
+def out_of_range_groups(totals: np.ndarray, groups: np.ndarray) -> int:
+    """How many groups have a total too large to allocate to the fen (or not finite)."""
+    valid = groups >= 0
+    if not valid.any():
+        return 0
+    bad = np.zeros(int(groups[valid].max()) + 1, dtype=bool)
+    bad[groups[valid]] = ~(np.abs(totals[valid]) <= MAX_EXACT_YUAN)
+    return int(bad.sum())
 
 
 MICRO = 1_000_000
