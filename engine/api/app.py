@@ -9,7 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,9 +19,9 @@ from engine.api import describe
 from engine.api.evaluation import evaluated, situation_data
 from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
-from engine.errors import LimitExceeded, PolicyError, SituationError
+from engine.errors import Diagnostic, LimitExceeded, PolicyError, SituationError
 from engine.policy.loader import load_policy_text
-from engine.policy.publish import audit_entries, publish
+from engine.policy.publish import audit, audit_entries, now_text, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
 from engine.run.situation import parse_period
@@ -42,6 +42,21 @@ def _path(loc: tuple) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+class Forbidden(Exception):
+    """An admin endpoint was called without the admin token (the attempt is audited)."""
+
+
+def _brief(name: str, d: Diagnostic) -> str:
+    """A diagnostic in one line, without the excerpt of the file (health is public)."""
+    loc = d.location
+    where = f"{name}:{loc.line}:{loc.column or 1}" if loc.line else name
+    return f"{where}: {d.severity}[{d.code}]: {d.en} / {d.zh}"
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _error(status: int, kind: str, faults: list[dict], headers: dict | None = None) -> JSONResponse:
@@ -88,6 +103,12 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     async def over_limit(request: Request, exc: LimitExceeded):
         return _error(exc.status, "limit_exceeded", [{"path": exc.setting, "message": exc.en, "message_zh": exc.zh}])
 
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden):
+        return _error(403, "forbidden", [{"path": "authorization",
+                                          "message": "this needs the admin token (MEDPAY_ADMIN_TOKEN) as a Bearer token",
+                                          "message_zh": "此操作需要管理令牌（MEDPAY_ADMIN_TOKEN）"}])
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         # the exception's message may quote input values: log its type and frames only
@@ -102,7 +123,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         return {"status": "ok", "engine": __version__,
                 "policies": {c: [p.meta.version for p in v] for c, v in sorted(reg.cities.items())},
                 "refused_files": sorted(Path(f).name for f in reg.problems),
-                "refused": {Path(f).name: [d.render() for d in diags[:5]] for f, diags in sorted(reg.problems.items())}}
+                "refused": {Path(f).name: [_brief(Path(f).name, d) for d in diags[:5]]
+                            for f, diags in sorted(reg.problems.items())},
+                "fallbacks": dict(sorted(store.fallbacks.items())),
+                "skipped": store.skipped}
 
     @app.get("/v1/cities", summary="policies loaded, with their versions")
     def cities() -> list[dict]:
@@ -134,40 +158,55 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
                     "assumed": []}
         return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
 
-    def forbidden(authorization: str | None) -> JSONResponse | None:
+    def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+        """Let the admin token through; audit every other attempt (never the token given)."""
         token = os.environ.get("MEDPAY_ADMIN_TOKEN")
         given = (authorization or "").removeprefix("Bearer ").strip()
         if token and secrets.compare_digest(given.encode(), token.encode()):
-            return None
-        return _error(403, "forbidden", [{"path": "authorization",
-                                          "message": "this needs the admin token (MEDPAY_ADMIN_TOKEN) as a Bearer token",
-                                          "message_zh": "此操作需要管理令牌（MEDPAY_ADMIN_TOKEN）"}])
+            return
+        route = request.scope.get("route")
+        entry = {"time": now_text(), "action": "auth", "endpoint": f"{request.method} {getattr(route, 'path', '?')}",
+                 "outcome": "forbidden", "client": _client(request),
+                 "reason": "no admin token configured" if not token else "wrong token" if given else "no token"}
+        try:
+            audit(store.folder, entry)
+        except OSError as err:
+            log.error("cannot audit a refused admin call: %s", type(err).__name__)
+        raise Forbidden
 
-    @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load",
-              responses={403: {"model": ErrorBody}})
-    def reload(authorization: Annotated[str | None, Header()] = None) -> Any:
-        return forbidden(authorization) or store.reload()
+    admin_only = {"dependencies": [Depends(admin)], "responses": {403: {"model": ErrorBody}}}
 
-    @app.put("/v1/admin/policies/{file_name}", summary="publish a policy file: checked, archived, then served",
-             responses={403: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-    def publish_policy(file_name: str, request_body: ValidateRequest,
-                       authorization: Annotated[str | None, Header()] = None) -> Any:
-        refused = forbidden(authorization)
-        if refused:
-            return refused
-        entry = publish(store.folder, file_name, request_body.text)
-        if not entry["accepted"]:
-            return JSONResponse(status_code=422, content={"error": "policy_refused", "detail": [
+    @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load", **admin_only)
+    def reload() -> Any:
+        return store.reload()
+
+    def table_files() -> frozenset[str]:
+        """Names of files in the policy folder that served policies read as tables."""
+        folder = store.folder.resolve()
+        return frozenset(path.name for versions in store.registry.cities.values() for p in versions
+                         for t in p.tables.values() if (path := (folder / t.file).resolve()).parent == folder)
+
+    @app.put("/v1/admin/policies/{file_name:path}", summary="publish a policy file: checked, archived, then served",
+             dependencies=[Depends(admin)],
+             responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    def publish_policy(file_name: str, request_body: ValidateRequest, request: Request,
+                       replace: Annotated[bool, Query(description="replace the version this same file serves")] = False
+                       ) -> Any:
+        entry = publish(store.folder, file_name, request_body.text, replace=replace, served=store.served,
+                        protected=table_files(), client=_client(request))
+        if entry["outcome"] != "accepted":
+            status = {"conflict": 409, "write_failed": 503}.get(entry["outcome"], 422)
+            return JSONResponse(status_code=status, content={"error": f"policy_{entry['outcome']}", "detail": [
                 {"path": d.get("path") or "text", "message": d["message"], "message_zh": d.get("message_zh"),
                  "line": d.get("line"), "column": d.get("column")} for d in entry["diagnostics"]]})
         store.reload()
         return entry
 
     @app.get("/v1/admin/audit", summary="the publishing log: every attempt with its hash, time and diagnostics",
-             responses={403: {"model": ErrorBody}})
-    def audit_log(authorization: Annotated[str | None, Header()] = None, last: int = 100) -> Any:
-        return forbidden(authorization) or {"entries": audit_entries(store.folder, max(1, min(last, 10_000))),
-                                            "events": store.events[-100:]}
+             **admin_only)
+    def audit_log(last: int = 100) -> Any:
+        return {"entries": audit_entries(store.folder, max(1, min(last, 10_000))), "events": store.events[-100:],
+                "skipped": store.skipped}
 
     # the web page for policy staff at /, with its demo endpoints (engine/api/web.py)
     from engine.api import web
