@@ -32,6 +32,7 @@ COMMON_ERRORS = {
     413: {"model": ErrorBody, "description": "the request is larger than a limit (MEDPAY_MAX_BODY_BYTES, MEDPAY_MAX_ROWS)"},
     503: {"model": ErrorBody, "description": "the evaluation took longer than MEDPAY_MAX_EVAL_SECONDS"},
 }
+PUBLISH_PREFIX = "/v1/admin/policies/"
 ERRORS = {404: {"model": ErrorBody, "description": "unknown city"},
           422: {"model": ErrorBody, "description": "the situation has faults; each names its JSON path"}}
 
@@ -186,12 +187,14 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         return frozenset(path.name for versions in store.registry.cities.values() for p in versions
                          for t in p.tables.values() if (path := (folder / t.file).resolve()).parent == folder)
 
-    @app.put("/v1/admin/policies/{file_name:path}", summary="publish a policy file: checked, archived, then served",
+    @app.put(PUBLISH_PREFIX + "{file_name:path}", summary="publish a policy file: checked, archived, then served",
              dependencies=[Depends(admin)],
              responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
     def publish_policy(file_name: str, request_body: ValidateRequest, request: Request,
                        replace: Annotated[bool, Query(description="replace the version this same file serves")] = False
                        ) -> Any:
+        # the route's pattern stops before a trailing newline: judge the name as it was sent
+        file_name = request.scope.get("path", "").partition(PUBLISH_PREFIX)[2] or file_name
         entry = publish(store.folder, file_name, request_body.text, replace=replace, served=store.served,
                         protected=table_files(), client=_client(request))
         if entry["outcome"] != "accepted":

@@ -30,7 +30,7 @@ from engine.model.model import MODEL_FILE
 from engine.policy.loader import load_policy_text
 
 MAX_NAME_CHARS = 100
-FILE_NAME = re.compile(r"^[a-z0-9_][a-z0-9_-]*(@[a-z0-9_-]+)?\.yaml$")
+FILE_NAME = re.compile(r"[a-z0-9_][a-z0-9_-]*(@[a-z0-9_-]+)?\.yaml")  # used with fullmatch: no "$" before a newline
 TEMPLATE_ID = "_template"
 ID_SEPARATORS = ("_", "-", "@")
 AUDIT_FILE = "audit.jsonl"
@@ -164,7 +164,7 @@ def name_fault(file_name: str, protected: frozenset[str] = frozenset()) -> dict 
     if len(file_name) > MAX_NAME_CHARS:
         return _fault("bad_file_name", f"a policy file name is at most {MAX_NAME_CHARS} characters",
                       f"政策文件名最多 {MAX_NAME_CHARS} 个字符")
-    if not FILE_NAME.match(file_name):
+    if not FILE_NAME.fullmatch(file_name):
         return _fault("bad_file_name", f"'{shown}' is not a policy file name: lowercase letters, digits, - or _, "
                       "optionally @ and a suffix, ending in .yaml",
                       f"“{shown}”不是有效的政策文件名：只能由小写字母、数字、-、_ 组成（可带 @ 后缀），以 .yaml 结尾")

@@ -79,6 +79,12 @@ def read_policy(file: Path, base_dir: Path | None = None) -> tuple[Policy, bytes
                        "文件检查时出现内部错误", file) from None
 
 
+def _quiet(d: Diagnostic) -> dict:
+    """A diagnostic for reports and events: where and why, without the file's text or the server's paths."""
+    return {"code": d.code, "severity": d.severity, "message": d.en, "message_zh": d.zh,
+            "line": d.location.line, "column": d.location.column, "path": d.location.path}
+
+
 class PolicyStore:
     """The policies of one folder, reloaded on demand or by a watcher thread."""
 
@@ -132,7 +138,7 @@ class PolicyStore:
                     policy, data = read_policy(file)
                 except PolicyError as err:
                     self._refuse(file, stamp, err.diagnostics)
-                    refused.append({"file": file.name, "diagnostics": [d.to_dict() for d in err.diagnostics]})
+                    refused.append({"file": file.name, "diagnostics": [_quiet(d) for d in err.diagnostics]})
                     continue
                 self.files[file] = FileState(stamp, policy)
                 self.good[file] = policy
