@@ -152,19 +152,24 @@ def test_startup_survives_a_torn_audit_line_and_broken_files(folder):
     archive = folder / ".published"
     archive.mkdir()
     whole = json.dumps({"time": "2024-01-01T00:00:00+00:00", "action": "publish", "file": "_template_b.yaml",
-                        "accepted": True, "archived": "_template_b/x.yaml"})
+                        "accepted": True, "archived": "../_template.yaml"})  # outside the archive: not trusted
     (archive / "audit.jsonl").write_text(whole + "\n" + '{"time": "2024-05-0SECRET-PART', encoding="utf-8")
     (folder / "_template_b.yaml").write_text("policy: [broken SECRET-YAML", encoding="utf-8")
     (folder / "_template_c.yaml").write_bytes(b"policy:\n  id: \xff\xfe\n")  # not UTF-8
     (folder / "_template_d.yaml").mkdir()  # a folder with a policy's name
     os.mkfifo(folder / "_template_e.yaml")  # reading it would block for ever
+    (folder / "_template_f.yaml").write_bytes(b"#" * 2_000_001)  # over the policy size limit: not read
     client = TestClient(create_app(folder, watch=False))
     health = client.get("/healthz")
     body = health.json()
     assert body["policies"] == {"_template": ["2024-01-01"]}
     assert body["skipped"] == {"audit.jsonl": [2]}
-    assert body["refused_files"] == ["_template_b.yaml", "_template_c.yaml", "_template_d.yaml", "_template_e.yaml"]
+    assert body["refused_files"] == ["_template_b.yaml", "_template_c.yaml", "_template_d.yaml", "_template_e.yaml",
+                                     "_template_f.yaml"]
     assert "not_utf8" in body["refused"]["_template_c.yaml"][0]
+    assert "not_a_file" in body["refused"]["_template_e.yaml"][0]
+    assert "file_too_large" in body["refused"]["_template_f.yaml"][0]
+    assert body["fallbacks"] == {}  # the audit entry pointing outside the archive was not followed
     assert "SECRET" not in health.text and str(folder) not in health.text
     events = client.get("/v1/admin/audit", headers=TOKEN).json()["events"]
     assert {"skipped": "audit.jsonl", "lines": [2]}.items() <= events[0].items()
@@ -174,6 +179,17 @@ def test_startup_survives_a_torn_audit_line_and_broken_files(folder):
                       headers=TOKEN).status_code == 200
     entries, skipped = read_audit(folder)
     assert skipped == [2] and entries[-1]["version"] == "v8" and entries[-1]["accepted"] is True
+
+
+def test_a_text_that_is_not_unicode_is_refused(folder):
+    client = TestClient(create_app(folder, watch=False))
+    body = '{"text": "policy: \\ud800"}'  # a lone surrogate: valid JSON, not encodable text
+    r = client.put("/v1/admin/policies/_template.yaml", content=body,
+                   headers={**TOKEN, "content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"][0]["path"] == "text"
+    entry = publish(folder, "_template.yaml", "policy: \ud800")  # the same, from Python
+    assert entry["outcome"] == "refused" and entry["diagnostics"][0]["code"] == "bad_text"
+    assert (folder / "_template.yaml").read_text(encoding="utf-8") == TEMPLATE_TEXT
 
 
 # 4. the last good text of every file is kept, and served at the next start -----------------------
@@ -251,6 +267,18 @@ def test_every_admin_endpoint_audits_a_refused_token(folder):
     assert all(e["outcome"] == "forbidden" and e["client"] == "testclient" and e["time"] for e in entries)
     assert "XYZZY" not in (folder / ".published" / "audit.jsonl").read_text(encoding="utf-8")
     assert (folder / "_template.yaml").read_text(encoding="utf-8") == TEMPLATE_TEXT
+
+
+def test_a_flood_of_refused_tokens_is_logged_at_a_bounded_rate(monkeypatch):
+    from engine.api import app as api
+    clock = [600.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    log = api.RefusalLog(per_minute=3)
+    entries = [{"n": i} for i in range(6)]
+    assert [log.admit(e) for e in entries[:5]] == [True, True, True, False, False]
+    clock[0] += 60  # the next minute: written again, with the count of those left out
+    assert log.admit(entries[5]) and entries[5]["not_logged_before"] == 2
+    assert all("not_logged_before" not in e for e in entries[:5])
 
 
 def _slow_writes(monkeypatch, folder: Path) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,6 +60,28 @@ def _brief(name: str, d: Diagnostic) -> str:
 
 def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+class RefusalLog:
+    """At most `per_minute` refused admin calls are written to the audit log each minute; the
+    number left out is written with the next one (a flood cannot fill the disk)."""
+
+    def __init__(self, per_minute: int = 120):
+        self.per_minute, self.window, self.written, self.left_out = per_minute, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def admit(self, entry: dict) -> bool:
+        with self._lock:
+            minute = int(time.monotonic() // 60)
+            if minute != self.window:
+                self.window, self.written = minute, 0
+            if self.written >= self.per_minute:
+                self.left_out += 1
+                return False
+            self.written += 1
+            if self.left_out:
+                entry["not_logged_before"], self.left_out = self.left_out, 0
+            return True
 
 
 def _error(status: int, kind: str, faults: list[dict], headers: dict | None = None) -> JSONResponse:
@@ -169,11 +193,14 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
         entry = {"time": now_text(), "action": "auth", "endpoint": f"{request.method} {getattr(route, 'path', '?')}",
                  "outcome": "forbidden", "client": _client(request),
                  "reason": "no admin token configured" if not token else "wrong token" if given else "no token"}
-        try:
-            audit(store.folder, entry)
-        except OSError as err:
-            log.error("cannot audit a refused admin call: %s", type(err).__name__)
+        if refusals.admit(entry):
+            try:
+                audit(store.folder, entry)
+            except OSError as err:
+                log.error("cannot audit a refused admin call: %s", type(err).__name__)
         raise Forbidden
+
+    refusals = RefusalLog()
 
     admin_only = {"dependencies": [Depends(admin)], "responses": {403: {"model": ErrorBody}}}
 
