@@ -212,6 +212,20 @@ def test_a_hand_edit_that_loaded_is_served_after_the_file_breaks(folder):
     assert client.get("/healthz").json()["fallbacks"] == {}
 
 
+def test_a_file_renamed_into_place_with_the_same_size_and_time_is_reloaded(folder):
+    store = PolicyStore(folder)
+    policy = folder / "_template.yaml"
+    info = policy.stat()
+    write_atomic(policy, variant("5%", "vA").encode("utf-8"))  # same size as vB below
+    os.utime(policy, ns=(info.st_atime_ns, info.st_mtime_ns))
+    store.reload()
+    info = policy.stat()
+    write_atomic(policy, variant("5%", "vB").encode("utf-8"))
+    os.utime(policy, ns=(info.st_atime_ns, info.st_mtime_ns))  # a coarse clock: the same time stamp
+    store.reload()
+    assert [p.meta.version for p in store.registry.cities["_template"]] == ["vB"]
+
+
 # 5. writes are whole or not at all ----------------------------------------------------------------
 
 def test_a_failed_write_changes_nothing_and_leaves_no_temporary_file(folder, monkeypatch):
@@ -267,6 +281,19 @@ def test_every_admin_endpoint_audits_a_refused_token(folder):
     assert all(e["outcome"] == "forbidden" and e["client"] == "testclient" and e["time"] for e in entries)
     assert "XYZZY" not in (folder / ".published" / "audit.jsonl").read_text(encoding="utf-8")
     assert (folder / "_template.yaml").read_text(encoding="utf-8") == TEMPLATE_TEXT
+
+
+def test_the_audit_endpoint_reads_the_last_entries_from_the_end(folder):
+    archive = folder / ".published"
+    archive.mkdir()
+    lines = [json.dumps({"n": i, "pad": "x" * 200}) for i in range(2000)]
+    lines[1995] = '{"n": 1995, "torn'  # unreadable: left out, the others still come
+    (archive / "audit.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [e["n"] for e in publishing.audit_entries(folder, 3)] == [1997, 1998, 1999]
+    assert [e["n"] for e in publishing.audit_entries(folder, 6)] == [1993, 1994, 1996, 1997, 1998, 1999]
+    everything = publishing.audit_entries(folder, 10_000)
+    assert [e["n"] for e in everything] == [i for i in range(2000) if i != 1995]
+    assert read_audit(folder)[1] == [1996]
 
 
 def test_a_flood_of_refused_tokens_is_logged_at_a_bounded_rate(monkeypatch):

@@ -83,6 +83,15 @@ def audit(folder: Path, entry: dict) -> None:
         os.close(fd)
 
 
+def _entry(raw: bytes) -> dict | None:
+    """One audit line as an entry, or None when it cannot be read (torn, not JSON, not an object)."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
 def read_audit(folder: Path) -> tuple[list[dict], list[int]]:
     """Every readable entry of the audit log, and the numbers of the lines that could not be read."""
     path = archive_dir(folder) / AUDIT_FILE
@@ -93,20 +102,29 @@ def read_audit(folder: Path) -> tuple[list[dict], list[int]]:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
-            try:
-                entry = json.loads(raw)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            entry = _entry(raw)
+            if entry is None:
                 skipped.append(number)
-                continue
-            if isinstance(entry, dict):
-                entries.append(entry)
             else:
-                skipped.append(number)
+                entries.append(entry)
     return entries, skipped
 
 
 def audit_entries(folder: Path, last: int = 100) -> list[dict]:
-    return read_audit(folder)[0][-last:]
+    """The last readable entries of the audit log, read from its end (the log only grows)."""
+    path = archive_dir(folder) / AUDIT_FILE
+    if not path.is_file():
+        return []
+    with path.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        start, data, step = end, b"", 65536
+        while start > 0 and data.count(b"\n") <= last:
+            start, step = max(0, end - step), step * 2
+            fh.seek(start)
+            data = fh.read(end - start)
+    lines = data.split(b"\n")[1:] if start > 0 else data.split(b"\n")  # the first may be cut
+    entries = [e for e in map(_entry, (ln for ln in lines if ln.strip())) if e is not None]
+    return entries[-last:]
 
 
 def _inside(base: Path, relative: str) -> Path | None:

@@ -40,7 +40,7 @@ MAX_EVENTS = 1000
 
 @dataclass
 class FileState:
-    stamp: tuple[int, int]
+    stamp: tuple[int, int, int]
     policy: Policy | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
@@ -130,7 +130,7 @@ class PolicyStore:
                 except OSError:  # removed since it was listed
                     continue
                 present.add(file)
-                stamp = (info.st_mtime_ns, info.st_size)
+                stamp = (info.st_mtime_ns, info.st_size, info.st_ino)  # a rename is a new inode
                 state = self.files.get(file)
                 if state is not None and state.stamp == stamp:
                     continue
@@ -164,7 +164,7 @@ class PolicyStore:
         self.reload()
         return dict(self.holders)
 
-    def _refuse(self, file: Path, stamp: tuple[int, int], diagnostics: list[Diagnostic]) -> None:
+    def _refuse(self, file: Path, stamp: tuple[int, int, int], diagnostics: list[Diagnostic]) -> None:
         self.files[file] = FileState(stamp, None, diagnostics)
         log.warning("policy file %s refused: %s", file.name, ", ".join(
             f"{d.code} at {d.location.line}:{d.location.column}" for d in diagnostics[:5]))
