@@ -390,6 +390,7 @@ def test_odd_file_names_are_refused_with_a_422_naming_the_file(folder, name):
     assert r.status_code == 422, (name, r.status_code, r.text)
     fault = r.json()["detail"][0]
     assert fault["path"] == "file" and fault["message"] and fault["message_zh"]
+    assert all(c.isprintable() for c in fault["message"] + fault["message_zh"])
     assert snapshot(folder) == before
 
 

@@ -178,7 +178,8 @@ def belongs_to(stem: str, policy_id: str) -> bool:
 def name_fault(file_name: str, protected: frozenset[str] = frozenset()) -> dict | None:
     """Why a name cannot be published to, or None. `protected` names other files of the folder
     (tables) that are not policies."""
-    shown = file_name if len(file_name) <= MAX_NAME_CHARS else file_name[:MAX_NAME_CHARS] + "…"
+    shown = "".join(c if c.isprintable() else "?" for c in file_name[:MAX_NAME_CHARS])  # no control characters
+    shown += "…" if len(file_name) > MAX_NAME_CHARS else ""
     if len(file_name) > MAX_NAME_CHARS:
         return _fault("bad_file_name", f"a policy file name is at most {MAX_NAME_CHARS} characters",
                       f"政策文件名最多 {MAX_NAME_CHARS} 个字符")
