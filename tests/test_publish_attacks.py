@@ -103,6 +103,14 @@ def test_a_file_name_must_agree_with_its_policy_id(folder):
     r = client.put("/v1/admin/policies/othercity.yaml", json={"text": variant("9%", "v9", "othercity")}, headers=TOKEN)
     assert r.status_code == 200 and r.json()["policy"] == "othercity"  # its own id: fine
     assert snapshot(folder).keys() - before.keys() == {"othercity.yaml"}
+    r = client.put("/v1/admin/policies/othercity_b.yaml", json={"text": variant("9%", "v9", "othercity_b")},
+                   headers=TOKEN)
+    assert r.status_code == 200  # a city whose id extends another's
+    r = client.put("/v1/admin/policies/othercity_b.yaml", json={"text": variant("9%", "v10", "othercity")},
+                   headers=TOKEN)
+    assert r.status_code == 409 and "'othercity_b'" in r.json()["detail"][0]["message"]
+    assert client.get("/healthz").json()["policies"] == {"_template": ["2024-01-01"], "othercity": ["v9"],
+                                                         "othercity_b": ["v9"]}
     for good in ["othercity_2026.yaml", "othercity-b.yaml", "othercity@v2.yaml"]:
         assert publishing.id_fault(good, "othercity") is None
     assert publishing.id_fault("othercityx.yaml", "othercity")["code"] == "file_name_mismatch"

@@ -209,6 +209,15 @@ def id_fault(file_name: str, policy_id: str) -> dict | None:
                   f"{policy_id}_<后缀>.yaml 发布", "policy.id")
 
 
+def city_fault(file_name: str, policy_id: str, served: Served) -> dict | None:
+    """Why a file that serves another city may not take this one (`zibo_b.yaml` may be city zibo_b)."""
+    other = next((city for (city, _), held in served.items() if held == file_name and city != policy_id), None)
+    if other is None:
+        return None
+    return _fault("file_holds_another_city", f"{file_name} serves policy '{other}'; a file cannot change city",
+                  f"{file_name} 提供的是政策“{other}”，文件不能改为另一城市", "policy.id")
+
+
 def conflict_fault(file_name: str, policy_id: str, version: str, holder: str, replace: bool) -> dict | None:
     """Why a (city id, version) may not be published to this file, or None."""
     if holder == file_name and replace:
@@ -257,8 +266,10 @@ def publish(folder: Path, file_name: str, text: str, *, replace: bool = False,
     entry.update(policy=policy.id, version=policy.meta.version)
     try:
         with publishing(folder):
-            holder = (served() if served else {}).get((policy.id, policy.meta.version))
-            fault = holder and conflict_fault(file_name, policy.id, policy.meta.version, holder, replace)
+            now = served() if served else {}
+            holder = now.get((policy.id, policy.meta.version))
+            fault = city_fault(file_name, policy.id, now) or \
+                (holder and conflict_fault(file_name, policy.id, policy.meta.version, holder, replace))
             if fault:
                 return _refused(entry, folder, [fault], "conflict")
             return _put_in_place(folder, file_name, data, entry, replaced=bool(holder))
