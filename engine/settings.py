@@ -10,6 +10,7 @@
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
 | trace size | MEDPAY_MAX_TRACE_VALUES | 20,000 values |
+| child rows listed per aggregation in an explanation | MEDPAY_EXPLAIN_TOP | 10 (largest by absolute value) |
 | claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
 """
 
@@ -37,6 +38,7 @@ class Limits:
     eval_seconds: float = _env("MEDPAY_MAX_EVAL_SECONDS", 30.0)
     amount: float = _env("MEDPAY_MAX_AMOUNT", 1e13)
     trace_values: int = int(_env("MEDPAY_MAX_TRACE_VALUES", 20_000))
+    explain_top: int = int(_env("MEDPAY_EXPLAIN_TOP", 10))
 
 
 LIMITS = Limits()
