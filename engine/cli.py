@@ -56,7 +56,7 @@ def cmd_explain(args) -> int:
     """One value, computing only what it depends on: from a situation file or from batch data."""
     from engine.explain.cone import UnknownValue, explain_value
     from engine.explain.tree import render_explanation
-    given = [a for a in (args.situation, args.target) if a is not None]
+    given = args.values
     if len(given) != (1 if args.data else 2):
         print("give CITY SITUATION ENTITY.ID.VARIABLE, or CITY --data DIR ENTITY.ID.VARIABLE / "
               "参数应为 城市 情形文件 实体.id.变量，或 城市 --data 目录 实体.id.变量", file=sys.stderr)
@@ -77,7 +77,7 @@ def cmd_explain(args) -> int:
 
 def _situation_input(args) -> tuple[Policy, Population, dict]:
     """The policy, population and parameter overrides of a situation file."""
-    situation = _load_situation(args.situation)
+    situation = _load_situation(args.values[0])
     policy = resolve_policy(args.city, situation)
     read = checked_situation(policy, situation)
     return policy, read.population, read.overrides
@@ -204,8 +204,9 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")
-    p.add_argument("situation", nargs="?", help="situation JSON file, or - for standard input (none with --data)")
-    p.add_argument("target", nargs="?", help="entity.id.variable, e.g. institution.A.points_payment")
+    p.add_argument("values", nargs="+", metavar="[SITUATION] ENTITY.ID.VARIABLE",
+                   help="a situation JSON file (or - for standard input; none with --data), then the value, "
+                        "e.g. institution.A.points_payment")
     p.add_argument("--data", help="folder with claim.parquet, institution.csv, … (as for settle) instead of a situation")
     p.add_argument("--period", help="with --data: e.g. 2024 (default: meta.json in the data folder)")
     p.add_argument("--top", type=int, default=None, help="child rows listed per aggregation (default MEDPAY_EXPLAIN_TOP)")

@@ -83,6 +83,14 @@ def closest_ids(wanted: str, ids: np.ndarray) -> list[str]:
     return []
 
 
+def ids_of(pop: Population, entity: str) -> np.ndarray:
+    """The ids of an entity as a numpy array (batch files keep them in Arrow)."""
+    ids = pop.ids.get(entity)
+    if ids is None:
+        return np.zeros(0, dtype=object)
+    return ids if isinstance(ids, np.ndarray) else np.asarray(ids.to_numpy(zero_copy_only=False), dtype=object)
+
+
 def resolve(policy: Policy, pop: Population, text: str) -> Target:
     """The row of `entity.id.variable`, or UnknownValue naming exactly what does not exist."""
     entity, rid, name = split_target(text)
@@ -96,7 +104,7 @@ def resolve(policy: Policy, pop: Population, text: str) -> Target:
         options = [v for v in variables if v not in entities[entity].links]
         en, zh = _suggest(difflib.get_close_matches(name, options, 3, 0.5))
         raise UnknownValue(f"{entity} has no variable '{name}'{en}", f"{entity} 没有变量“{name}”{zh}")
-    ids = pop.ids.get(entity, np.zeros(0, dtype=object))
+    ids = ids_of(pop, entity)
     rows = np.flatnonzero(ids == rid) if len(ids) else np.zeros(0, dtype=np.int64)
     if not len(rows):
         en, zh = _suggest(closest_ids(rid, ids))
@@ -150,10 +158,16 @@ class Explainer:
         self.columns: dict[tuple[str, str], np.ndarray] = {}
         self.nested = 0
         self.seen: set[str] = set()
+        self._ids: dict[str, np.ndarray] = {}
+
+    def ids(self, entity: str) -> np.ndarray:
+        if entity not in self._ids:
+            self._ids[entity] = ids_of(self.pop, entity)
+        return self._ids[entity]
 
     # ---- one value -----------------------------------------------------------------------
     def key(self, entity: str, row: int, name: str) -> str:
-        return f"{entity}.{self.pop.ids[entity][row]}.{name}"
+        return f"{entity}.{self.ids(entity)[row]}.{name}"
 
     def node(self, entity: str, row: int, name: str, depth: int) -> dict:
         """Value, label, clause and formula of one value; its inputs when it was computed."""
@@ -161,7 +175,7 @@ class Explainer:
         key = self.key(entity, row, name)
         self.seen.add(key)
         out: dict[str, Any] = {
-            "key": key, "entity": entity, "id": str(self.pop.ids[entity][row]), "variable": name,
+            "key": key, "entity": entity, "id": str(self.ids(entity)[row]), "variable": name,
             "label": {"zh": var.label.zh, "en": var.label.en}, "unit": var.unit or None,
             "value": json_value(self._stored(entity, name)[row], var.is_money),
             "formula": None, "source": var.source, "assumed": var.assumed, "note": var.note,
@@ -283,7 +297,7 @@ class Explainer:
         money = bool(arg.money)
         simple = isinstance(arg, T.Var) and not arg.path
         reads = sorted({n.name for n in T.walk(arg) if isinstance(n, T.Var) and not n.path})
-        ids = self.pop.ids[child]
+        ids = self.ids(child)
         top = []
         for i in order:
             cid = str(ids[rows[i]])
