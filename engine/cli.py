@@ -14,7 +14,8 @@ from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
 from engine.policy.spec import Policy
-from engine.run.evaluate import evaluate
+from engine.run.evaluate import checked_situation, evaluate
+from engine.run.population import Population
 
 EXIT_POLICY, EXIT_INPUT = 1, 2
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
@@ -52,19 +53,43 @@ def cmd_run(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from engine.explain.tree import render_tree
-    situation = _load_situation(args.situation)
-    policy = resolve_policy(args.city, situation)
-    result = evaluate(policy, situation, build_trace)
-    if args.target not in result["trace"]:
-        print(f"no value {args.target} in this run (write entity.id.variable) / 本次计算中没有 {args.target}",
-              file=sys.stderr)
+    """One value, computing only what it depends on: from a situation file or from batch data."""
+    from engine.explain.cone import UnknownValue, explain_value
+    from engine.explain.tree import render_explanation
+    given = args.values
+    if len(given) != (1 if args.data else 2):
+        print("give CITY SITUATION ENTITY.ID.VARIABLE, or CITY --data DIR ENTITY.ID.VARIABLE / "
+              "参数应为 城市 情形文件 实体.id.变量，或 城市 --data 目录 实体.id.变量", file=sys.stderr)
+        return EXIT_INPUT
+    policy, population, overrides = _batch_input(args) if args.data else _situation_input(args)
+    try:
+        tree = explain_value(policy, population, given[-1], overrides, args.top, args.depth)
+    except UnknownValue as err:
+        fault = err.faults[0]
+        print(f"{fault.en} / {fault.zh}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:
-        print(json.dumps(result["trace"][args.target], ensure_ascii=False, indent=2))
+        print(json.dumps(tree, ensure_ascii=False, indent=2))
     else:
-        print(render_tree(result["trace"], args.target))
+        print(render_explanation(tree))
     return 0
+
+
+def _situation_input(args) -> tuple[Policy, Population, dict]:
+    """The policy, population and parameter overrides of a situation file."""
+    situation = _load_situation(args.values[0])
+    policy = resolve_policy(args.city, situation)
+    read = checked_situation(policy, situation)
+    return policy, read.population, read.overrides
+
+
+def _batch_input(args) -> tuple[Policy, Population, dict]:
+    """The policy and population of a batch data folder (Parquet/CSV per entity, as `medpay settle` reads)."""
+    from engine.batch.settle import folder_period, load
+    data = Path(args.data)
+    period = folder_period(data, args.period)
+    policy = resolve_policy(args.city, {"period": period.text})
+    return policy, load(policy, data, period), {}
 
 
 def cmd_validate(args) -> int:
@@ -184,8 +209,13 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")
-    p.add_argument("situation")
-    p.add_argument("target", help="entity.id.variable, e.g. institution.A.points_payment")
+    p.add_argument("values", nargs="+", metavar="[SITUATION] ENTITY.ID.VARIABLE",
+                   help="a situation JSON file (or - for standard input; none with --data), then the value, "
+                        "e.g. institution.A.points_payment")
+    p.add_argument("--data", help="folder with claim.parquet, institution.csv, … (as for settle) instead of a situation")
+    p.add_argument("--period", help="with --data: e.g. 2024 (default: meta.json in the data folder)")
+    p.add_argument("--top", type=int, default=None, help="child rows listed per aggregation (default MEDPAY_EXPLAIN_TOP)")
+    p.add_argument("--depth", type=int, default=3, help="levels of nested explanations (default 3)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(fn=cmd_explain)
     p = sub.add_parser("validate", help="check policy files / 校验政策文件")

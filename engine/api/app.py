@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__, settings
 from engine.api import describe
 from engine.api.evaluation import HEAVY, evaluated, situation_data
+from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
@@ -276,5 +277,6 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     # the web page for policy staff at /, with its demo endpoints (engine/api/web.py)
     from engine.api import web
     app.include_router(web.router)
+    app.include_router(explain_router)
 
     return app

@@ -110,13 +110,20 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
     steps = policy.plan.needed(wanted)
-    ctx.limit = LIMITS.eval_seconds
-    ctx.deadline = time.perf_counter() + ctx.limit
+    run_steps(steps, pop, ctx, LIMITS.eval_seconds)
+    return pop, ctx, steps
+
+
+def run_steps(steps: list[Step], pop: Population, ctx: RunContext, limit: float | None) -> None:
+    """Run the steps in order; past `limit` seconds (None: no limit) LimitExceeded (503), checked
+    between steps and inside long loops (ctx.check_deadline)."""
+    if limit is not None:
+        ctx.limit = limit
+        ctx.deadline = time.perf_counter() + limit
     for step in steps:
         if run_step(step, pop, ctx):
             ctx.computed.add(step.key)
         ctx.check_deadline()
-    return pop, ctx, steps
 
 
 Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
@@ -125,6 +132,18 @@ Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
 def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
     """A situation (JSON data) in, a result (JSON data) out, as in the contract; with a `tracer`
     (engine.explain.trace.build_trace), the result carries the trace it builds from the run."""
+    situation = checked_situation(policy, data)
+    pop, ctx, steps = evaluate_situation(policy, situation)
+    result = render(policy, pop, situation, steps)
+    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
+    if tracer is not None:
+        result["trace"] = tracer(policy, pop, ctx, steps)
+    return result
+
+
+def checked_situation(policy: Policy, data: dict) -> Situation:
+    """A situation (JSON data) read against a policy: its period must be in force; every fault
+    of the data is reported at once (SituationError)."""
     meta = policy.meta
     faults: list[InputFault] = []
     default_period = parse_period(str(meta.effective_from.year))
@@ -143,12 +162,7 @@ def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
         raise SituationError(faults + err.faults) from None
     if faults:
         raise SituationError(faults)
-    pop, ctx, steps = evaluate_situation(policy, situation)
-    result = render(policy, pop, situation, steps)
-    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
-    if tracer is not None:
-        result["trace"] = tracer(policy, pop, ctx, steps)
-    return result
+    return situation
 
 
 def render(policy: Policy, pop: Population, situation: Situation, steps: list[Step]) -> dict:
