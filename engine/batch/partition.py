@@ -17,16 +17,21 @@ from engine.dsl import ast
 from engine.dsl.compiler import Compiler
 from engine.plan.rounds import Aggregation
 from engine.policy.spec import Policy
+from engine.run import exact
 from engine.run.builtins import gather
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
-from engine.run.money import MICRO, micro_units, round_half_up
+from engine.run.money import round_half_up
 from engine.run.population import Population
 
-PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("total", pa.float64()),
-                            ("micro", pa.int64()), ("exact", pa.bool_()), ("rows", pa.int64()),
+# One row per (aggregation, parent) with limb null: the count, min and max; one row per (aggregation,
+# parent, limb position) with the exact integer sum of that limb (engine/run/exact.py). Limb sums of
+# partitions add up as integers, so any partitioning gives the sum of a whole run.
+PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("limb", pa.int64()),
+                            ("value", pa.int64()), ("rows", pa.int64()),
                             ("low", pa.float64()), ("high", pa.float64())])
+PARTIAL_SPARK_SCHEMA = "key string, parent string, limb long, value long, rows long, low double, high double"
 ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "date": pa.date32()}
 
 
@@ -153,24 +158,28 @@ def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: 
             keep &= frame.full(compiler.node(agg.node.where)(frame)).astype(bool)
         groups = pop.parent_index(big, agg.path)[keep]
         size = pop.sizes[agg.parent]
-        rows = np.bincount(groups, minlength=size)
-        total = np.bincount(groups, weights=values[keep], minlength=size)
-        q = micro_units(values[keep])
-        micro = np.zeros(size, dtype=np.int64)
-        if q is not None:
-            np.add.at(micro, groups, q)
-        low, high = np.full(size, np.inf), np.full(size, -np.inf)
-        np.minimum.at(low, groups, values[keep])
-        np.maximum.at(high, groups, values[keep])
-        present = np.flatnonzero(rows > 0)
-        parent_ids = [str(i) for i in list(pop.ids[agg.parent])]
-        parts.append(pa.table({"key": pa.array([encode_key(key)] * len(present), pa.string()),
-                               "parent": pa.array([parent_ids[i] for i in present], pa.string()),
-                               "total": total[present], "micro": micro[present],
-                               "exact": np.full(len(present), q is not None),
-                               "rows": rows[present].astype(np.int64),
-                               "low": low[present], "high": high[present]}, schema=PARTIAL_SCHEMA))
+        parts.append(_partial_table(encode_key(key), [str(i) for i in list(pop.ids[agg.parent])],
+                                    values[keep], groups, size))
     return pa.concat_tables(parts) if parts else PARTIAL_SCHEMA.empty_table()
+
+
+def _partial_table(key: str, parent_ids: list[str], values: np.ndarray, groups: np.ndarray, size: int) -> pa.Table:
+    """One aggregation's partial rows: a stats row per parent present, a row per nonzero limb sum."""
+    rows = np.bincount(groups, minlength=size)
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    np.minimum.at(low, groups, values)
+    np.maximum.at(high, groups, values)
+    sums, base = exact.partial_sums(values, groups, size)
+    present = np.flatnonzero(rows > 0)
+    parent, limb = np.nonzero(sums)
+    n, m = len(present), len(parent)
+    return pa.table({"key": pa.array([key] * (n + m), pa.string()),
+                     "parent": pa.array([parent_ids[i] for i in present.tolist() + parent.tolist()], pa.string()),
+                     "limb": pa.array([None] * n + (limb + base).tolist(), pa.int64()),
+                     "value": np.concatenate([np.zeros(n, np.int64), sums[parent, limb].astype(np.int64)]),
+                     "rows": np.concatenate([rows[present], np.zeros(m, np.int64)]).astype(np.int64),
+                     "low": np.concatenate([low[present], np.full(m, np.inf)]),
+                     "high": np.concatenate([high[present], np.full(m, -np.inf)])}, schema=PARTIAL_SCHEMA)
 
 
 def encode_key(key: tuple) -> str:
@@ -178,17 +187,28 @@ def encode_key(key: tuple) -> str:
 
 
 def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:
-    """The aggregation over the driver's parent rows from (parent, total, micro, exact, rows, low,
-    high) sums; exact millionths when every partition had them, as a local run sums."""
+    """The aggregation over the driver's parent rows from partial rows (parent, limb, value, rows,
+    low, high) of any number of partitions: exact sums, as a local run sums."""
     where = {pid: i for i, pid in enumerate(parent_ids)}
     size = len(parent_ids)
-    exact = all(p[3] for p in partials)
-    total, rows, low, high = np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size)
-    for parent, t, micro, _, n, lo, hi in partials:
+    rows, low, high = np.zeros(size), np.full(size, np.inf), np.full(size, -np.inf)
+    limbs: dict[int, dict[int, int]] = {}
+    for parent, limb, value, n, lo, hi in partials:
         i = where.get(parent)
-        if i is not None:
-            total[i] = int(micro) / MICRO if exact else t
-            rows[i], low[i], high[i] = n, lo, hi
+        if i is None:
+            continue
+        if limb is None:
+            rows[i] += n
+            low[i], high[i] = min(low[i], lo), max(high[i], hi)
+        else:
+            by_limb = limbs.setdefault(i, {})
+            by_limb[int(limb)] = by_limb.get(int(limb), 0) + int(value)
+    total = np.zeros(size)
+    for i, by_limb in limbs.items():
+        base = min(by_limb)
+        total[i] = exact.integer_to_float(
+            sum(v << (exact.LIMB_BITS * (b - base)) for b, v in by_limb.items()), base)
+    low[rows == 0], high[rows == 0] = 0.0, 0.0
     if how == "sum":
         return total
     if how == "count":

@@ -125,7 +125,7 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
         aggregations = [a.key for a in rounds.aggregations[r]]
         if names or aggregations:
             state = partition.state_of(pop, BIG)
-            sums: dict[str, dict[str, list]] = {}
+            sums: dict[str, list[tuple]] = {}
             for i, rows in enumerate(chunks):
                 if rows is None:
                     if whole is None:
@@ -151,9 +151,8 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
             done += names
             for agg in rounds.aggregations[r]:
                 ids = [str(x) for x in list(pop.ids[agg.parent])]
-                found = sums.get(partition.encode_key(agg.key), {})
                 ctx.precomputed[agg.key] = partition.combine(agg.node.function, ids,
-                                                             [(p, *v) for p, v in found.items()])
+                                                             sums.get(partition.encode_key(agg.key), []))
         for step in rounds.small_steps[r]:
             run_step(step, pop, ctx)
             if on_step:
@@ -274,15 +273,10 @@ def chunk_rows_of(claims: pa.Table, rows: int) -> list[np.ndarray | None]:
 
 
 def _add_partials(sums: dict, partials: pa.Table) -> None:
-    """Add one chunk's partial aggregates: exact millionths as Python integers."""
+    """Keep one chunk's partial rows by aggregation; `partition.combine` adds them up exactly."""
     for row in partials.to_pylist():
-        entry = sums.setdefault(row["key"], {}).setdefault(row["parent"], [0.0, 0, True, 0, np.inf, -np.inf])
-        entry[0] += row["total"]
-        entry[1] += row["micro"]
-        entry[2] = entry[2] and row["exact"]
-        entry[3] += row["rows"]
-        entry[4] = min(entry[4], row["low"])
-        entry[5] = max(entry[5], row["high"])
+        sums.setdefault(row["key"], []).append((row["parent"], row["limb"], row["value"], row["rows"],
+                                                row["low"], row["high"]))
 
 
 class ClaimWriter:

@@ -119,15 +119,13 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
             state = sc.broadcast(part.state_of(pop, BIG))
             keys = [a.key for a in rounds.aggregations[r]]
             partials = _per_partition(part.partial_aggregates, policy_path, digest, state, period_end, list(done), keys)
-            sums = (claims.mapInArrow(partials, "key string, parent string, total double, micro long, "
-                                                "exact boolean, rows long, low double, high double")
-                    .groupBy("key", "parent")
-                    .agg(F.sum("total").alias("total"), F.sum(F.col("micro").cast("decimal(38,0)")).alias("micro"),
-                         F.min(F.col("exact").cast("int")).alias("exact"), F.sum("rows").alias("rows"),
+            sums = (claims.mapInArrow(partials, part.PARTIAL_SPARK_SCHEMA)
+                    .groupBy("key", "parent", "limb")  # limb sums add up as integers: exact
+                    .agg(F.sum(F.col("value").cast("decimal(38,0)")).alias("value"), F.sum("rows").alias("rows"),
                          F.min("low").alias("low"), F.max("high").alias("high")).collect())
             by_key: dict[str, list] = {}
             for row in sums:
-                by_key.setdefault(row["key"], []).append((row["parent"], row["total"], row["micro"], row["exact"] == 1,
+                by_key.setdefault(row["key"], []).append((row["parent"], row["limb"], int(row["value"]),
                                                           row["rows"], row["low"], row["high"]))
             for agg in rounds.aggregations[r]:
                 ids = [str(i) for i in list(pop.ids[agg.parent])]
