@@ -90,8 +90,7 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 continue
             columns[label(node)] = ("column", _money(policy, info),
                                                       frame.full(compiler.node(node)(frame)))
-        params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
-                  for p in sorted(step.checked.params)}
+        params = {p: _parameter_provenance(policy, ctx, p) for p in sorted(step.checked.params)}
         children = _children(policy, pop, step, var.entity)
         parents = _parents(pop, step, var.entity)
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
@@ -119,6 +118,17 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
                 "parents": {} if is_supplied else {text: keys[i] for text, keys in parents.items() if keys[i]},
             }
     return trace
+
+
+OVERRIDDEN = "overridden by the request (请求覆盖)"
+
+
+def _parameter_provenance(policy: Policy, ctx: RunContext, name: str) -> dict:
+    """The clause of a parameter, or that the request replaced it (then no clause is cited)."""
+    if name in ctx.overrides:
+        return {"source": None, "assumed": None, "overridden": True, "note": OVERRIDDEN}
+    param = policy.parameters[name]
+    return {"source": param.source, "assumed": param.assumed}
 
 
 def _parents(pop: Population, step: Step, entity: str) -> dict[str, list]:

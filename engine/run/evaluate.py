@@ -10,6 +10,7 @@ import numpy as np
 from engine.errors import InputFault, LimitExceeded, SituationError
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
+from engine.run.columns import required_faults
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
@@ -101,6 +102,9 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     ctx = RunContext(policy, situation.overrides)
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
+    faults = required_faults(policy, pop, wanted, json_path)
+    if faults:
+        raise SituationError(faults)
     steps = policy.plan.needed(wanted)
     started, limit = time.perf_counter(), LIMITS.eval_seconds
     for step in steps:
@@ -111,6 +115,11 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
                                 f"the evaluation took longer than {limit:g} s; send fewer rows or use batch settlement",
                                 f"计算超过 {limit:g} 秒；请减少行数或使用批量结算", status=503)
     return pop, ctx, steps
+
+
+def json_path(entity: str, row: int, name: str) -> str:
+    """Where a field of a row is in a situation (row -1: the entity's rows as a whole)."""
+    return f"entities.{entity}.{name}" if row < 0 else f"entities.{entity}[{row}].{name}"
 
 
 def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
@@ -135,7 +144,7 @@ def evaluate(policy: Policy, data: dict, trace: bool = False) -> dict:
         raise SituationError(faults)
     pop, ctx, steps = evaluate_situation(policy, situation)
     result = render(policy, pop, situation, steps)
-    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
+    result["warnings"] = situation.warnings + warnings_of(policy, ctx, steps, situation.period)
     if trace:
         from engine.explain.trace import build_trace
         result["trace"] = build_trace(policy, pop, ctx, steps)
@@ -195,6 +204,12 @@ def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Peri
             out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
                         "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
                         "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
+    if ctx.overrides:
+        names = sorted(ctx.overrides)
+        out.append({"code": "parameters_overridden", "path": "parameters", "parameters": names,
+                    "message": f"{len(names)} parameter(s) replaced by the request, not the notice's values: "
+                               f"{', '.join(names)}",
+                    "message_zh": f"{len(names)} 个参数由请求覆盖，未采用通知中的数值：{'、'.join(names)}"})
     meta = policy.meta
     if period.start < meta.effective_from or (meta.effective_to and period.end > meta.effective_to):
         out.append({"code": "period_partly_outside", "path": "period",
