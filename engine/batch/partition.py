@@ -11,15 +11,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.batch.io import entity_columns
 from engine.dsl import ast
 from engine.dsl.compiler import Compiler
+from engine.errors import InputFault
 from engine.plan.rounds import Aggregation
 from engine.policy.spec import Policy
 from engine.run import exact
 from engine.run.builtins import gather
-from engine.run.columns import EntityColumns, build_population
+from engine.run.columns import (
+    EntityColumns,
+    build_population,
+    date_window,
+    outside,
+    outside_warning,
+    required_inputs,
+)
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
@@ -247,3 +256,54 @@ def driver_population(policy: Policy, small: dict[str, EntityColumns], big: str,
         stand_in.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
     pop, _ = build_population(policy.model, {**small, big: stand_in}, np.datetime64(period_end, "D"))
     return pop
+
+
+# ---- inputs of a batch: rows outside the period, required inputs (批量输入检查) -------------------
+
+def claims_in_period(policy: Policy, claims: pa.Table, big: str, start, end) -> tuple[pa.Table, dict | None]:
+    """The claims dated inside the period and the policy's effective dates, and the warning for
+    the others (None when every claim is inside)."""
+    date = policy.model.entities[big].date
+    if not date or date not in claims.column_names or not claims.num_rows:
+        return claims, None
+    window = date_window(policy, start, end)
+    dates = claims[date]
+    if not (pa.types.is_date(dates.type) or pa.types.is_timestamp(dates.type)):
+        dates = pc.cast(dates, pa.date32())
+    out = outside(dates.to_numpy(zero_copy_only=False).astype("datetime64[D]"), window)
+    if not out.any():
+        return claims, None
+    ids = pc.cast(claims["id"], pa.string()).filter(pa.array(out)).slice(0, 10).to_pylist()
+    return claims.filter(pa.array(~out)), outside_warning(big, date, window, ids, int(out.sum()))
+
+
+def given_masks(small: dict[str, EntityColumns], claims: pa.Table, big: str) -> dict[tuple[str, str], np.ndarray]:
+    """For each column present, the rows where it holds a value."""
+    masks = {(name, var): np.asarray(mask, bool) for name, cols in small.items() for var, mask in cols.given.items()}
+    for column in claims.column_names:
+        masks[(big, column)] = ~claims[column].is_null().to_numpy(zero_copy_only=False)
+    return masks
+
+
+def required_faults_of_files(policy: Policy, masks: dict[tuple[str, str], np.ndarray], sizes: dict[str, int],
+                             files: dict[str, str], most: int = 5) -> list[InputFault]:
+    """Inputs without a default that the settlement needs, missing in a file: the file and column,
+    and the first rows (0 = the first data row)."""
+    wanted = {s.key for s in policy.plan.steps if sizes.get(s.variable.entity, 0)}
+    faults = []
+    needed = required_inputs(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
+    for (entity, name), reader in sorted(needed.items()):
+        if not sizes.get(entity):
+            continue
+        mask = masks.get((entity, name))
+        rows = np.arange(sizes[entity]) if mask is None else np.flatnonzero(~mask)
+        if not len(rows):
+            continue
+        place = f"{files.get(entity, entity)}:{name}"
+        shown = ", ".join(str(r) for r in rows[:most].tolist()) + (", …" if len(rows) > most else "")
+        what = "the column is missing" if mask is None else f"{len(rows)} row(s) empty, first rows {shown}"
+        faults.append(InputFault(place, f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has no "
+                                        f"default: {what}",
+                                 f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值："
+                                 + ("缺少该列" if mask is None else f"{len(rows)} 行为空，前几行 {shown}")))
+    return faults
