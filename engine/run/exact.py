@@ -5,11 +5,13 @@ against 770,000,000) may come out of float64 arithmetic a few units in the last 
 either side. Every comparison of numbers in a formula (`== != < <= > >=`, `in [...]`), every
 `step` edge and every `bands` edge goes through `close`: two numbers within RELATIVE_ULPS ulps of
 the larger one are the same number, so the edge falls on the side the rule states. The bound is
-4 · 2⁻⁵² ≈ 8.9e-16 of the larger magnitude. Two money amounts a fen apart differ by 0.01, which
-is more than 8.9e-16 · |amount| for every amount below 1.1e13 yuan — above MEDPAY_MAX_AMOUNT
-(1e13): distinct amounts the engine accepts are never merged. A ratio of fen amounts a/b and
-the ratio one fen away differ by 1/a relative (at least 1e-15 for a ≤ 1e13 yuan); the rounding
-of one division of two amounts is at most 1.5 ulps, inside the bound.
+4 · 2⁻⁵² ≈ 8.9e-16 of the larger magnitude. Two money amounts a fen apart differ by 0.01, more than
+8.9e-16 · |amount| for every amount below 1.1e13 yuan, above MEDPAY_MAX_AMOUNT (1e13): distinct
+amounts the engine accepts are never merged. A ratio a/b of fen amounts and the ratio one fen away
+differ by 1/a relative; one division of two amounts rounds by at most 1.5 ulps, so the two stay
+apart for a up to about 7e12 yuan (tests/test_money_rules.py proves it to 1e12 yuan). The bound is
+relative: a difference that cancels to near zero (a − b where a ≈ b) is not snapped to 0, so write
+`a >= b`, not `a - b >= 0`.
 
 Sums. A sum of child values is exact: each float64 is split into integer limbs of LIMB_BITS
 bits at absolute bit positions, limbs are added as integers (float64 bincount sums of integers
