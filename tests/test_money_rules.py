@@ -31,7 +31,7 @@ from tests.evalkit import by_id, make_policy, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))
-PROPERTY = settings(max_examples=300 if SCALE <= 1 else 10_000 * SCALE, deadline=None,
+PROPERTY = settings(max_examples=120 if SCALE <= 1 else 10_000 * SCALE, deadline=None,
                     suppress_health_check=list(HealthCheck), derandomize=True)
 
 

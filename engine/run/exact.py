@@ -36,8 +36,6 @@ LIMB_BITS = 24
 LIMB_MASK = (1 << LIMB_BITS) - 1
 LIMBS_PER_VALUE = 4  # 53 mantissa bits shifted by up to 23 bits span at most 4 limbs of 24 bits
 LIMB_FLOOR = -1100 // LIMB_BITS  # below the smallest subnormal exponent (-1074)
-_POWER_ZERO = 700
-_POWERS = np.ldexp(1.0, np.arange(-_POWER_ZERO, _POWER_ZERO + 1))
 NEGLIGIBLE = 2.0 ** -160  # ≈ 6.8e-49: magnitudes below it add nothing a result could show
 
 
@@ -106,15 +104,19 @@ def limbs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     x = np.asarray(values, dtype=float)
     x = np.where(np.abs(x) < NEGLIGIBLE, 0.0, x)  # keeps the limb span (and memory) bounded
-    _, exponent = np.frexp(x)  # |x| < 2^exponent; its lowest bit is at exponent - 53 or above
-    position = (exponent - 53) // LIMB_BITS  # int32 arithmetic: fast
-    position = np.where(x == 0, LIMB_FLOOR, position)
-    half = _POWERS[-(LIMB_BITS // 2) * position + _POWER_ZERO]  # 2^(-12·position), twice: no overflow
-    scaled = x * half * half  # exact: an integer below 2^(53+24)
+    bits = x.view(np.int64)  # IEEE 754: sign, 11 exponent bits, 52 mantissa bits
+    biased = (bits >> 52) & 0x7FF
+    mant = bits & ((1 << 52) - 1)
+    mant = np.where(biased > 0, mant | (1 << 52), mant)  # |x| = mant · 2^low_bit, mant < 2^53
+    low_bit = np.maximum(biased, 1) - 1075
+    position = np.where(x == 0, LIMB_FLOOR, low_bit // LIMB_BITS)
+    shift = low_bit - position * LIMB_BITS  # 0 … LIMB_BITS-1 (any value for 0: its limbs are 0)
+    shift = np.where(x == 0, 0, shift)
+    sign = np.where(bits < 0, -1.0, 1.0)
     out = np.empty((LIMBS_PER_VALUE, len(x)))
-    for k in range(LIMBS_PER_VALUE):  # floor, fmod and powers of two are exact on such integers
-        piece = np.trunc(scaled * 2.0 ** (-LIMB_BITS * k))
-        out[k] = np.fmod(piece, float(1 << LIMB_BITS))
+    out[0] = ((mant << shift) & LIMB_MASK) * sign
+    for k in range(1, LIMBS_PER_VALUE):
+        out[k] = ((mant >> np.minimum(LIMB_BITS * k - shift, 63)) & LIMB_MASK) * sign
     return out, position
 
 
