@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 
 from engine.compile.build import load_policy_file
-from engine.errors import PolicyError, SituationError
+from engine.errors import PolicyCheckFailed, PolicyError, SituationError
 from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
 
-EXIT_POLICY, EXIT_INPUT = 1, 2
+EXIT_POLICY, EXIT_INPUT, EXIT_CHECK = 1, 2, 3
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
@@ -83,6 +83,11 @@ def cmd_validate(args) -> int:
         ms = (time.perf_counter() - started) * 1000
         print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
               f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        if policy.checks:
+            print(f"  checks / 校验 ({len(policy.checks)}):")
+            for check in policy.checks:
+                print(f"    - {check.entity}.{check.name} ({check.severity}, {check.clause}): "
+                      f"{' '.join(check.formula.split())}")
         if policy.assumed:
             print(f"  assumed values / 假设值 ({len(policy.assumed)}):")
             for line in policy.assumed:
@@ -155,6 +160,16 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def print_check_failures(err: PolicyCheckFailed) -> None:
+    """Each failing error check: name, clause, message in both languages, the first failing rows."""
+    print("a policy check failed; nothing was settled / 政策校验未通过，未作结算:", file=sys.stderr)
+    for f in err.failures:
+        clause = f["source"] or f"assumed: {f['assumed']}"
+        print(f"  {f['entity']}.{f['check']} [{clause}]: {f['message']} / {f['message_zh']}", file=sys.stderr)
+        more = f" (+{f['count'] - len(f['ids'])} more)" if f["count"] > len(f["ids"]) else ""
+        print(f"    {f['count']} row(s) / 行: {', '.join(f['ids'])}{more}", file=sys.stderr)
+
+
 def _load_situation(path: str) -> dict:
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     try:
@@ -222,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         for diag in err.diagnostics:
             print(diag.render(), file=sys.stderr)
         return EXIT_POLICY
+    except PolicyCheckFailed as err:
+        print_check_failures(err)
+        return EXIT_CHECK
     except SituationError as err:
         print("the situation was rejected / 情形输入有误:", file=sys.stderr)
         for fault in err.faults:

@@ -20,7 +20,7 @@ from engine.api.evaluation import evaluated, situation_data
 from engine.api.limits import BodyLimit
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
-from engine.errors import LimitExceeded, PolicyError, SituationError
+from engine.errors import LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.publish import audit_entries, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
@@ -77,6 +77,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None) 
     @app.exception_handler(SituationError)
     async def bad_situation(request: Request, exc: SituationError):
         return _error(422, "invalid_situation", [f.to_dict() for f in exc.faults])
+
+    @app.exception_handler(PolicyCheckFailed)
+    async def check_failed(request: Request, exc: PolicyCheckFailed):
+        return _error(422, "policy_check_failed", exc.failures)
 
     @app.exception_handler(UnknownCity)
     async def unknown_city(request: Request, exc: UnknownCity):

@@ -14,6 +14,7 @@ from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
+from engine.run.policy_checks import settle_checks
 from engine.run.population import Population
 from engine.run.situation import Situation, read_situation
 from engine.settings import LIMITS
@@ -140,8 +141,9 @@ def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
     if faults:
         raise SituationError(faults)
     pop, ctx, steps = evaluate_situation(policy, situation)
+    failed_checks = settle_checks(policy.plan.checks_for(steps), pop, ctx)  # an error check raises here
     result = render(policy, pop, situation, steps)
-    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
+    result["warnings"] = warnings_of(policy, ctx, steps, situation.period) + failed_checks
     if tracer is not None:
         result["trace"] = tracer(policy, pop, ctx, steps)
     return result

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from engine.compile.build import load_policy_file
-from engine.errors import PolicyError, SituationError
+from engine.errors import PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.registry import Registry
 from engine.policy.spec import Policy
@@ -107,6 +107,12 @@ class Runner:
             if want_error and _error_matches(err, want_error):
                 return outcome
             outcome.error = f"SituationError: {err}"
+            return outcome
+        except PolicyCheckFailed as err:
+            if want_error and any(f["check"] == want_error.get("check") and f["path"] == want_error.get("path", f["path"])
+                                  for f in err.failures):
+                return outcome
+            outcome.error = f"PolicyCheckFailed: {err}"
             return outcome
         except (PolicyError, KeyError) as err:
             outcome.error = f"{type(err).__name__}: {err}"
