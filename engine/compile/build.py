@@ -68,11 +68,13 @@ def compile_check(draft: Draft, checker: Checker, compiler: Compiler, check: Pol
         checked = checker.check(var)
     except FormulaError as err:
         if err.code == "wrong_result_type":
+            gives_en = err.en.split(" but ")[0].removeprefix("the formula ")  # "gives a number"
+            gives_zh = err.zh.split("，")[0].removeprefix("公式")  # "结果是数字"
             err = FormulaError("check_not_boolean",
                                f"the check '{check.name}' must be a yes/no formula (true where the row is "
-                               "fine), e.g. points_budget >= 0; this one gives a value",
+                               f"fine), e.g. points_budget >= 0; this one {gives_en}",
                                f"校验“{check.name}”必须是结果为是/否的公式（行无误时为真），例如 points_budget >= 0；"
-                               "此公式给出的是数值", 0)
+                               f"此公式{gives_zh}", 0)
         draft.formula_problem(var, err)
         return None
     return planning.CheckStep(check, checked, compiler.compile(checked, (check.entity, var.name)))
