@@ -6,6 +6,8 @@ is reported beside the result. Every expected figure below is computed by hand i
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from engine.run.policy_checks import FIRST_ROWS, merge
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = Registry.load()
+BIG = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1")) > 1  # full-size attacks only when asked
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +218,22 @@ def test_claim_checks_name_the_first_rows_in_request_order():
     assert (warning["rows"], warning["ids"]) == (2, ["b", "d"])
     assert warning["paths"] == ["entities.claim[1]", "entities.claim[3]"]
     assert warning["assumed"] == "a test check on claims"
+
+
+@pytest.mark.parametrize("rows", [2_000] + ([200_000] if BIG else []))
+def test_every_row_failing_gives_a_bounded_answer(rows):
+    """Every claim fails a warning check: the warning counts them all and names the first 20
+    (request order), quickly; the answer does not grow with the rows."""
+    text = (ROOT / "policies" / "_template.yaml").read_text(encoding="utf-8") + CLAIM_CHECK
+    policy = load_policy_text(text, "t.yaml", ROOT / "policies")
+    claims = [{"id": f"c{i}", "total_cost": 1, "self_pay_items": 2, "institution": "H", "fund": "F",
+               "admit_date": "2024-02-01", "discharge_date": "2024-02-03"} for i in range(rows)]
+    situation = {"period": "2024", "entities": {"fund": [{"id": "F", "revenue": 1000}],
+                                                "institution": [{"id": "H", "level": 1}], "claim": claims},
+                 "outputs": ["claim.fund_payable"]}
+    started = time.perf_counter()
+    result = evaluate(policy, situation)
+    [warning] = [w for w in result["warnings"] if w["code"] == "policy_check"]
+    assert warning["rows"] == rows and warning["ids"] == [f"c{i}" for i in range(FIRST_ROWS)]
+    assert len(json.dumps(warning)) < 2_000
+    assert time.perf_counter() - started < (2 if rows <= 2_000 else 60)
