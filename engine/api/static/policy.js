@@ -197,7 +197,7 @@ function checksSection(checks) {
   const en = state.lang === "en";
   const severity = (s) => el("span", { class: `tag${s === "error" ? " warn" : ""}`,
     text: s === "error" ? (en ? "error: stops the run" : "错误：终止计算") : (en ? "warning" : "提示") });
-  return el("section", { class: "clause-group checks", id: "policy-checks", "aria-labelledby": "policy-checks-h" },
+  return el("div", { class: "clause-group checks", role: "region", id: "policy-checks", "aria-labelledby": "policy-checks-h" },
     el("h2", { id: "policy-checks-h", text: en ? "Policy checks" : "政策校验" }),
     el("p", { class: "muted", text: en ? "Each must hold on every row of its entity."
       : "每项校验须对该实体的每一行成立。" }),
