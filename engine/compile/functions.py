@@ -111,7 +111,7 @@ def elementwise(name: str, low: int, high: int, arg_type: str, result: str, expl
 def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
     name = node.function
     c.arity(node, 1, 1)
-    table = _table_named(c, node.args[0], scope)
+    table = _table_named(c, node, scope)
     if table is not None:
         return table_total_check(c, node, scope, table)
     children = c.child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
@@ -182,16 +182,20 @@ def smallest_or_largest(name: str, explain: tuple[str, str]) -> Builtin:
 
 
 # ---- totals over a lookup table (查找表汇总) -------------------------------------------------
-def _table_named(c: Checker, arg: ast.Node, scope: str) -> str | None:
-    """The table an aggregation runs over: `drg.weight` (a column) or `drg` (its rows, for count),
-    when `drg` is a table and not an entity or a variable of this row."""
-    if not isinstance(arg, ast.Name) or arg.parts[0] not in c.tables:
+def _table_named(c: Checker, node: ast.Call, scope: str) -> str | None:
+    """The table an aggregation runs over, when its argument and filter name no child entity but
+    a table's columns (`drg.weight`) or rows (`count(drg)`), and `drg` is not a name of this row."""
+    roots = [node.args[0]] + ([node.where] if node.where is not None else [])
+    if c.child_heads(roots, scope):
         return None
-    head = arg.parts[0]
     entity = c.model.entities[scope]
-    if head in c.model.entities or head in entity.variables or head in entity.links:
-        return None
-    return head
+    for root in roots:
+        for sub in ast.walk(root):
+            head = sub.parts[0] if isinstance(sub, ast.Name) else None
+            if head in c.tables and head not in c.model.entities and head not in entity.variables \
+                    and head not in entity.links:
+                return head
+    return None
 
 
 # what a table total may contain: its columns, fixed values, operators and row-by-row functions
@@ -216,7 +220,7 @@ def table_total_check(c: Checker, node: ast.Call, scope: str, table: str) -> T.C
     name, arg_node = node.function, node.args[0]
     c.table_scope = table
     try:
-        if len(arg_node.parts) == 1:
+        if isinstance(arg_node, ast.Name) and arg_node.parts == (table,):
             if name != "count":
                 raise error("table_needs_column",
                             f"{name}() over a table needs one of its columns, e.g. {name}({table}."
