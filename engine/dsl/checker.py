@@ -199,6 +199,8 @@ class Checker:
     # ---- names -------------------------------------------------------------------------
     def _name(self, node: ast.Name, scope: str, in_before: bool) -> T.Expr:
         ref = self.resolve(node, list(node.parts), scope, [])
+        if self.table_scope is not None and ref.kind != "column":
+            raise self._outside_table(node)
         if ref.kind == "var":
             var = self.model.entities[ref.entity].variables[ref.name]
             if ref.entity == self.variable.entity and ref.name == self.variable.name and not ref.path:
@@ -213,8 +215,6 @@ class Checker:
                 self.deps.add((ref.entity, ref.name))
             return T.Var(node.pos, var.type, scope, ref.name, ref.entity, tuple(ref.path),
                          money=var.is_money, syntax=node)
-        if self.table_scope is not None and ref.kind != "column":
-            raise self._outside_table(node)
         if ref.kind == "param":
             self.params.add(ref.name)
             param = self.parameters[ref.name]
