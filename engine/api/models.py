@@ -91,6 +91,7 @@ class Fault(BaseModel):
     path: str = Field(examples=["entities.claim[3].total_cost"])
     message: str
     message_zh: str | None = None
+    code: str | None = Field(default=None, examples=["community_fund_missing"])
 
 
 class ErrorBody(BaseModel):

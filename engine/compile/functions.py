@@ -111,7 +111,7 @@ def elementwise(name: str, low: int, high: int, arg_type: str, result: str, expl
 # ---- aggregations of a child entity (汇总) ------------------------------------------------
 def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
     name = node.function
-    c.arity(node, 1, 1)
+    c.arity(node, 1, 1, ("via",))
     children = c.child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
     if len(children) != 1:
         en = (f"{name}() needs the values of one child entity of {scope}, e.g. {name}(claim.total_cost)"
@@ -129,8 +129,9 @@ def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> 
         c.want(arg.type, NUMERIC, node.args[0], name)
     typ = "bool" if name in ("any", "all") else NUMERIC
     money = arg.money if name in ("sum", "mean", "min", "max") else False
-    return call(node, typ, scope, "aggregate", (arg,), where=where, child=child,
-                path=tuple(c.model.parent_path(child, scope)), money=money)
+    via = node.keyword("via")
+    path = c.via_path(via, child, scope) if via is not None else c.model.parent_path(child, scope)
+    return call(node, typ, scope, "aggregate", (arg,), where=where, child=child, path=tuple(path), money=money)
 
 
 def aggregate_compile(c: Compiler, node: T.Call) -> Fn:
@@ -375,7 +376,8 @@ for _entry in (
                                                          "两个日期之间的天数"), money=False),
     elementwise("year", 1, 1, "date", NUMERIC, ("the year of a date", "日期的年份"), money=False),
     elementwise("month", 1, 1, "date", NUMERIC, ("the month of a date (1–12)", "日期的月份（1–12）"), money=False),
-    aggregation("sum", ("the sum over the child rows", "下级各行之和")),
+    aggregation("sum", ("the sum over the child rows (via=LINK: the rows whose LINK names this row)",
+                        "下级各行之和（via=关联：按该关联指向本行的下级行）")),
     aggregation("count", ("the number of child rows", "下级行数")),
     aggregation("mean", ("the average over the child rows", "下级各行的平均值")),
     aggregation("any", ("yes if any child row is yes", "下级任一行为是则为是")),

@@ -17,6 +17,7 @@ from engine.policy.spec import Parameter, Policy
 from engine.policy.values import ValueProblem, normalize
 from engine.run.checks import id_problem, joined_links, number_problem
 from engine.run.columns import EntityColumns, build_population
+from engine.run.keyed import RowFault
 from engine.run.population import Population
 from engine.settings import LIMITS
 
@@ -98,10 +99,6 @@ class _Reader:
             entity = self.model.entities.get(name)
             if entity is None:
                 self.fault(path, f"unknown entity '{name}'{_hint(name, self.model.entities)}", f"未知实体“{name}”")
-                continue
-            if entity.derived:
-                self.fault(path, f"{name} rows are made from the {entity.derived.source} rows; do not send them",
-                           f"{name} 由 {entity.derived.source} 自动生成，请勿提供")
                 continue
             if not isinstance(rows, list):
                 self.fault(path, "must be a list of rows", "应为行列表")
@@ -215,7 +212,7 @@ class _Reader:
         """Rows → typed columns → Population; links to unknown ids become faults."""
         data = {}
         for name, entity in self.model.entities.items():
-            if entity.derived or name not in rows:
+            if name not in rows:
                 continue
             entity_rows = rows[name]
             n = len(entity_rows)
@@ -233,7 +230,11 @@ class _Reader:
             data[name] = cols
         pop, unknown = build_population(self.model, data, np.datetime64(period.end, "D"))
         for bad in unknown:
-            self.fault(f"entities.{bad.entity}[{bad.row}].{bad.link}",
+            if isinstance(bad, RowFault):
+                self.faults.append(InputFault(f"entities.{bad.entity}[{bad.row}].{bad.field}", bad.en, bad.zh,
+                                              bad.code))
+                continue
+            self.fault(f"entities.{bad.entity}[{bad.row}].{bad.field or bad.link}",
                        f"no {self.model.entities[bad.entity].links[bad.link]} with id '{bad.value}' in this situation",
                        f"本情形中没有 id 为“{bad.value}”的 {self.model.entities[bad.entity].links[bad.link]}")
         return pop
