@@ -259,14 +259,15 @@ def _check_links(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
 
 
 def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Table, period: Period) -> None:
-    """What a whole run reports on keyed entities, for chunked claims: claims without the date a
-    month entity needs, claims without their covering row (community_fund_missing). Built from
-    the claims' links and dates only, and only when such a check applies."""
+    """What a whole run reports on keyed entities, for chunked claims: supplied rows whose ids do
+    not fit their keys, claims without the date a month entity needs, claims without their
+    covering row (community_fund_missing). Built from the claims' links and dates only, and only
+    when such a check applies."""
     model = policy.model
     months = {p.field for e in model.entities.values() if e.derived and e.derived.source == BIG
               and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
-    covers = any(e.covers and len(small.get(e.name, ())) for e in model.entities.values())
-    if not (months or covers) or not claims.num_rows:
+    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in model.entities.values())
+    if not (months or supplied):
         return
     light = EntityColumns(pc.cast(claims["id"], pa.string()))
     light.links = {k: claims[k] for k in model.entities[BIG].links if k in claims.column_names}
@@ -274,7 +275,7 @@ def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
         light.values[name], light.given[name] = read_column(claims[name], model.entities[BIG].variables[name],
                                                             f"{BIG}:{name}")
     _, found = build_population(model, {**small, BIG: light}, np.datetime64(period.end, "D"))
-    faults = [file_fault(policy, f) for f in found if isinstance(f, RowFault)]
+    faults = [file_fault(policy, f) for f in found if isinstance(f, RowFault) or f.entity != BIG]
     if faults:
         raise SituationError(faults[:20])
 

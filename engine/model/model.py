@@ -87,9 +87,10 @@ class Model:
                 entity.variables[fname] = field_from(fname, name, fspec or {},
                                                      ("model", "entities", name, "fields", fname))
             entities[name] = entity
-        for entity in entities.values():
-            if entity.derived:
-                source = entities[entity.derived.source]
+        for entity in entities.values():  # the source rows link to their derived (or covering) row
+            origin = entity.derived.source if entity.derived else (entity.covers.source if entity.covers else None)
+            if origin:
+                source = entities[origin]
                 source.links.setdefault(entity.name, entity.name)
                 source.variables.setdefault(entity.name, Variable(entity.name, source.name, type="string"))
         check_keys(entities)

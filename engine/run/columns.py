@@ -98,14 +98,14 @@ def build_population(model: Model, data: dict[str, EntityColumns],
         sizes[name] = len(ids[name])
     for name, entity in model.entities.items():
         for link, target in entity.links.items():
-            if (name, link) in links:
-                continue
+            if (name, link) in links or model.entities[target].covers and target == link:
+                continue  # made from keys: derived rows (account), covering rows (community_fund)
             raw = data.get(name, empty).links.get(link, np.full(sizes[name], "", dtype=str))
             idx, bad, names = resolve_links(raw, ids[target])
             links[(name, link)] = idx
             unknown.extend(unknown_link(merged.get(name), name, link, int(r), v)
                            for r, v in zip(bad[:100], names, strict=False)
-                           if name not in merged or r < merged[name].supplied)  # derived rows: their claims say
+                           if name not in merged or r < merged[name].supplied and link not in merged[name].joined)
     columns: dict[str, dict[str, np.ndarray]] = {}
     supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for name, entity in model.entities.items():
@@ -125,9 +125,11 @@ def build_population(model: Model, data: dict[str, EntityColumns],
             pop.row_dates[name] = np.where(np.isnat(dates), period_end, dates)
         else:
             pop.row_dates[name] = period_end
-    for entity in model.entities.values():
+    for entity in model.entities.values():  # claim → community_fund through the covering key
         if entity.covers:
-            unknown += keyed.coverage_faults(pop, entity, data.get(entity.covers.source, empty).active)
+            link, missing = keyed.cover_link(pop, entity, data.get(entity.covers.source, empty).active)
+            pop.links[(entity.covers.source, entity.name)] = link
+            unknown += keyed.coverage_faults(pop, entity, missing)
     return pop, unknown
 
 

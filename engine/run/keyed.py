@@ -45,6 +45,7 @@ class Keyed:
     source_link: np.ndarray | None
     supplied: int
     explicit: dict[str, np.ndarray]
+    joined: frozenset[str] = frozenset()  # links made of key parts (account_month.account): none when absent
 
 
 def parts_of(entity: Entity) -> list[KeyPart]:
@@ -209,7 +210,9 @@ def merge(model: Model, entity: Entity, given: columns.EntityColumns | None,
     if link is not None:
         link = np.where(link >= 0, remap[np.maximum(link, 0)], -1) if len(remap) else link
     data = _columns(model, entity, given, supplied_parts, new)
-    return Keyed(data, link, n_given, explicit), faults
+    joined = frozenset(link for link, target in entity.links.items()
+                       if link not in {p.name for p in parts} and model.entities[target].key)
+    return Keyed(data, link, n_given, explicit, joined), faults
 
 
 def _columns(model: Model, entity: Entity, given: columns.EntityColumns, supplied_parts: list[np.ndarray],
@@ -243,31 +246,53 @@ def _columns(model: Model, entity: Entity, given: columns.EntityColumns, supplie
 
 
 # ---- coverage ---------------------------------------------------------------------------------
-def coverage_faults(pop: Population, entity: Entity, active: np.ndarray | None = None) -> list[RowFault]:
-    """`covers`: source rows whose key reaches a first part that has rows, yet find no row."""
+def cover_link(pop: Population, entity: Entity, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`covers`: each source row's row of the entity, found through the key's link paths (-1: none),
+    and the source rows that reach a first part with rows (a community with community_fund rows)
+    yet find no row. Excluded source rows find none and are not missing."""
     rule = entity.covers
-    if rule is None or not pop.sizes.get(entity.name) or not pop.sizes.get(rule.source):
-        return []
+    n = pop.sizes.get(rule.source, 0)
+    if not pop.sizes.get(entity.name) or not n:
+        return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
     parts = parts_of(entity)
     own = [pop.links[(entity.name, p.name)] for p in parts]
     theirs = [pop.parent_index(rule.source, path) for path in rule.key]
     sizes = [pop.sizes[entity.links[p.name]] for p in parts]
-    have = _combine(own, sizes)[np.all([o >= 0 for o in own], axis=0)]
+    complete = np.all([o >= 0 for o in own], axis=0)
+    have, rows = _combine(own, sizes)[complete], np.flatnonzero(complete)
+    order = np.argsort(have, kind="stable")
+    wanted = _combine(theirs, sizes)
     reach = np.all([t >= 0 for t in theirs], axis=0) & np.isin(theirs[0], own[0][own[0] >= 0])
     if active is not None:
         reach &= active
-    wanted = _combine(theirs, sizes)
-    missing = np.flatnonzero(reach & ~np.isin(wanted, have))
+    if not len(have):
+        return np.full(n, -1, dtype=np.int64), reach
+    ordered = have[order]
+    at = np.minimum(np.searchsorted(ordered, wanted), len(have) - 1)
+    found = reach & (ordered[at] == wanted)
+    return np.where(found, rows[order][at], -1).astype(np.int64), reach & ~found
+
+
+def coverage_faults(pop: Population, entity: Entity, missing: np.ndarray) -> list[RowFault]:
+    """One fault per missing key, at the first source row lacking it (`<entity>_missing`)."""
+    rule = entity.covers
+    parts = parts_of(entity)
+    rows = np.flatnonzero(missing)
+    if not len(rows):
+        return []
+    theirs = [pop.parent_index(rule.source, path) for path in rule.key]
+    wanted = _combine(theirs, [pop.sizes[entity.links[p.name]] for p in parts])
+    _, first, counts = np.unique(wanted[rows], return_index=True, return_counts=True)
+    via = " and ".join(".".join(path) for path in rule.key)
+    via_zh = "、".join(".".join(path) for path in rule.key)
     faults: list[RowFault] = []
-    codes, first, counts = np.unique(wanted[missing], return_index=True, return_counts=True)
-    for row, count in sorted(zip(missing[first].tolist(), counts.tolist(), strict=True))[:SHOWN]:
+    for row, count in sorted(zip(rows[first].tolist(), counts.tolist(), strict=True))[:SHOWN]:
         key = JOIN.join(str(pop.ids[entity.links[p.name]][theirs[j][row]]) for j, p in enumerate(parts))
-        via = " and ".join(".".join(path) for path in rule.key)
         faults.append(RowFault(rule.source, row, rule.key[-1][0],
                                f"no {entity.name} row '{key}' for this {rule.source} (its {via}); when "
                                f"{entity.name} rows are given for a {parts[0].name}, every {rule.source} reaching "
                                f"it needs its row ({count} {rule.source} row(s) lack '{key}')",
-                               f"本{rule.source}（按 {via}）没有对应的 {entity.name} 行“{key}”：某 {parts[0].name} "
+                               f"本{rule.source}（按 {via_zh}）没有对应的 {entity.name} 行“{key}”：某 {parts[0].name} "
                                f"给出 {entity.name} 行时，其下每条 {rule.source} 都须有对应行（共 {count} 条缺少）",
                                code=f"{entity.name}_missing"))
     return faults
