@@ -14,19 +14,26 @@ from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
 from engine.policy.spec import Policy
-from engine.run.evaluate import evaluate
+from engine.run.evaluate import checked_situation, evaluate
+from engine.run.population import Population
 
 EXIT_POLICY, EXIT_INPUT = 1, 2
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
-def resolve_policy(city: str, situation: dict | None = None) -> Policy:
-    """CITY is a policy id under policies/ or a path to a policy file."""
+def resolve_policy(city: str, situation: dict | None = None, version: str | None = None) -> Policy:
+    """CITY is a policy id under policies/ or a path to a policy file; `version` names one version
+    of the policy (an unknown one is an error, never the latest)."""
     if city.endswith((".yaml", ".yml")) or "/" in city:
-        return load_policy_file(city)
+        policy = load_policy_file(city)
+        return _check_version(city, [policy], version) if version else policy
     period = situation.get("period") if isinstance(situation, dict) else None
     registry = Registry.load_city(city)
     try:
+        if version is not None:
+            if city not in registry.cities:
+                raise UnknownCity(city)
+            return _check_version(city, registry.cities[city], version)
         return registry.pick(city, parse_period(period) if period is not None else None)
     except UnknownCity:
         broken = [f for f in registry.problems if Path(f).stem == city]
@@ -36,9 +43,18 @@ def resolve_policy(city: str, situation: dict | None = None) -> Policy:
         raise SystemExit(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
 
 
+def _check_version(city: str, versions: list[Policy], version: str) -> Policy:
+    chosen = next((p for p in versions if p.meta.version == version), None)
+    if chosen is None:
+        known = ", ".join(p.meta.version for p in versions)
+        raise SystemExit(f"{city} has no version '{version}' (versions: {known}) / "
+                         f"{city} 没有版本“{version}”（现有版本：{known}）")
+    return chosen
+
+
 def cmd_run(args) -> int:
     situation = _load_situation(args.situation)
-    policy = resolve_policy(args.city, situation)
+    policy = resolve_policy(args.city, situation, args.policy_version)
     result = evaluate(policy, situation, build_trace if args.trace else None)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
@@ -52,19 +68,43 @@ def cmd_run(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from engine.explain.tree import render_tree
-    situation = _load_situation(args.situation)
-    policy = resolve_policy(args.city, situation)
-    result = evaluate(policy, situation, build_trace)
-    if args.target not in result["trace"]:
-        print(f"no value {args.target} in this run (write entity.id.variable) / 本次计算中没有 {args.target}",
-              file=sys.stderr)
+    """One value, computing only what it depends on: from a situation file or from batch data."""
+    from engine.explain.cone import UnknownValue, explain_value
+    from engine.explain.tree import render_explanation
+    given = args.values
+    if len(given) != (1 if args.data else 2):
+        print("give CITY SITUATION ENTITY.ID.VARIABLE, or CITY --data DIR ENTITY.ID.VARIABLE / "
+              "参数应为 城市 情形文件 实体.id.变量，或 城市 --data 目录 实体.id.变量", file=sys.stderr)
+        return EXIT_INPUT
+    policy, population, overrides = _batch_input(args) if args.data else _situation_input(args)
+    try:
+        tree = explain_value(policy, population, given[-1], overrides, args.top, args.depth)
+    except UnknownValue as err:
+        fault = err.faults[0]
+        print(f"{fault.en} / {fault.zh}", file=sys.stderr)
         return EXIT_INPUT
     if args.json:
-        print(json.dumps(result["trace"][args.target], ensure_ascii=False, indent=2))
+        print(json.dumps(tree, ensure_ascii=False, indent=2))
     else:
-        print(render_tree(result["trace"], args.target))
+        print(render_explanation(tree))
     return 0
+
+
+def _situation_input(args) -> tuple[Policy, Population, dict]:
+    """The policy, population and parameter overrides of a situation file."""
+    situation = _load_situation(args.values[0])
+    policy = resolve_policy(args.city, situation, args.policy_version)
+    read = checked_situation(policy, situation)
+    return policy, read.population, read.overrides
+
+
+def _batch_input(args) -> tuple[Policy, Population, dict]:
+    """The policy and population of a batch data folder (Parquet/CSV per entity, as `medpay settle` reads)."""
+    from engine.batch.settle import folder_period, load
+    data = Path(args.data)
+    period = folder_period(data, args.period)
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
+    return policy, load(policy, data, period), {}
 
 
 def cmd_validate(args) -> int:
@@ -129,7 +169,7 @@ def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text})
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
@@ -172,6 +212,9 @@ class _BadJson(Exception):
     pass
 
 
+VERSION_HELP = "one version of the policy (e.g. 2024-07-09); default: the version in force for the period"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -181,12 +224,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="include how each value was computed")
     p.add_argument("-o", "--output", help="write the result to this file")
     p.add_argument("--json", action="store_true", help="print JSON even on a terminal")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")
-    p.add_argument("situation")
-    p.add_argument("target", help="entity.id.variable, e.g. institution.A.points_payment")
+    p.add_argument("values", nargs="+", metavar="[SITUATION] ENTITY.ID.VARIABLE",
+                   help="a situation JSON file (or - for standard input; none with --data), then the value, "
+                        "e.g. institution.A.points_payment")
+    p.add_argument("--data", help="folder with claim.parquet, institution.csv, … (as for settle) instead of a situation")
+    p.add_argument("--period", help="with --data: e.g. 2024 (default: meta.json in the data folder)")
+    p.add_argument("--top", type=int, default=None, help="child rows listed per aggregation (default MEDPAY_EXPLAIN_TOP)")
+    p.add_argument("--depth", type=int, default=3, help="levels of nested explanations (default 3)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_explain)
     p = sub.add_parser("validate", help="check policy files / 校验政策文件")
     p.add_argument("policies", nargs="*", help="policy files (default: all under policies/)")

@@ -11,6 +11,7 @@
 | evaluation time per request | MEDPAY_MAX_EVAL_SECONDS | 30 s |
 | largest number accepted in an input | MEDPAY_MAX_AMOUNT | 1e13 |
 | trace size | MEDPAY_MAX_TRACE_VALUES | 5,000 values (the first rows of each value; a `trace_truncated` warning) |
+| child rows listed per aggregation in an explanation | MEDPAY_EXPLAIN_TOP | 10 (largest by absolute value) |
 | policy text checked by /v1/validate without the admin token | MEDPAY_MAX_VALIDATE_BYTES | 200,000 bytes |
 | time to check one policy text in /v1/validate | MEDPAY_MAX_VALIDATE_SECONDS | 10 s (the checking process is killed) |
 | heavy requests at once per server process (evaluate > 200 rows, validate) | MEDPAY_MAX_HEAVY_REQUESTS | 2 |
@@ -66,6 +67,7 @@ class Limits:
     table_rows: int = int(_env("MEDPAY_MAX_TABLE_ROWS", 50_000))
     table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))
     table_cell_chars: int = int(_env("MEDPAY_MAX_TABLE_CELL_CHARS", 1000))
+    explain_top: int = int(_env("MEDPAY_EXPLAIN_TOP", 10))
 
 
 def allowed_hosts() -> list[str]:

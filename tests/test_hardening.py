@@ -58,7 +58,9 @@ def test_publish_needs_the_token_and_a_good_policy(folder):
     out = client.post("/v1/cities/_template/evaluate", json={**SITUATION, "outputs": ["fund.points_budget"]})
     assert out.headers["x-medpay-policy"] == "_template@v8"
     assert out.json()["entities"]["fund"][0]["points_budget"] == round(105263.16 * 0.92, 2)
-    log = client.get("/v1/admin/audit", headers=TOKEN).json()["entries"]
+    everything = client.get("/v1/admin/audit", headers=TOKEN).json()["entries"]
+    assert [(e["action"], e["outcome"]) for e in everything[:1]] == [("auth", "forbidden")]  # the call without token
+    log = [e for e in everything if e["action"] == "publish"]
     assert [e["accepted"] for e in log] == [False, True]
     assert log[0]["diagnostics"][0]["code"] == "unclosed_paren"
     assert len(log[1]["sha256"]) == 64 and (folder / ".published" / log[1]["archived"]).read_text(encoding="utf-8") == good

@@ -18,9 +18,9 @@ from engine.period import parse_period
 from engine.run.columns import EntityColumns, build_population
 
 POLICY = make_policy({
-    "account": {"settled": {"unit": "yuan"}, "cost": "sum(claim.total_cost)", "due": "cost - settled"},
+    "account": {"settled": {"unit": "yuan", "default": 0}, "cost": "sum(claim.total_cost)", "due": "cost - settled"},
     "fund_month": {"cost": "sum(claim.total_cost)", "claims": "count(claim)"},
-    "account_month": {"adjust": {"unit": "yuan"}, "cost": "sum(claim.total_cost) + adjust",
+    "account_month": {"adjust": {"unit": "yuan", "default": 0}, "cost": "sum(claim.total_cost) + adjust",
                       "account_settled": "account.settled", "fund_month_cost": "fund_month.cost"},
     "institution": {"signed_cost": "sum(claim.total_cost, via=signed_institution)",
                     "own_cost": "sum(claim.total_cost)"},
@@ -73,6 +73,15 @@ def test_accounts_without_supplied_rows_are_derived_as_before():
     assert by_id(result, "account", "due") == {"H2|F": 110.5, "H1|F": 42, "H2|G": 25}
 
 
+def test_a_required_input_missing_on_derived_rows_names_the_entity():
+    policy = make_policy({"account": {"settled": {"unit": "yuan"}, "due": "sum(claim.total_cost) - settled"}})
+    found = faults(policy, {**BASE, "account": [{"id": "H1|F", "settled": 30}]})
+    # H2|F and H2|G are made from the claims: they are in no request row
+    assert set(found) == {"entities.account.settled"}
+    assert run(policy, {**BASE, "account": [{"id": "H1|F", "settled": 30}, {"id": "H2|F", "settled": 0},
+                                            {"id": "H2|G", "settled": 1}]})["entities"]["account"][2]["due"] == 24
+
+
 def test_fund_month_and_account_month_sum_per_month():
     month_rows = [{"id": "H1|F|2024-02", "adjust": 7}]  # no claim in February: kept, first
     result = run(POLICY, {**BASE, "account": ACCOUNTS, "account_month": month_rows})
@@ -122,7 +131,7 @@ def test_an_id_that_does_not_match_its_key_is_refused_at_its_path(entity, row, p
 
 def test_community_fund_rows_exist_only_when_given():
     policy = make_policy({
-        "community_fund": {"last_year": {"unit": "yuan"}, "spent": "sum(claim.total_cost)",
+        "community_fund": {"last_year": {"unit": "yuan", "default": 0}, "spent": "sum(claim.total_cost)",
                            "package": "last_year + spent"},
         "community": {"package": "sum(community_fund.package)"},
         "claim": {"package_last_year": "community_fund.last_year"},
@@ -228,7 +237,7 @@ def test_batch_files_supply_account_rows(tmp_path, chunk_rows):
 @pytest.mark.parametrize("chunk_rows", [None, 2])
 def test_batch_files_are_checked_like_a_situation(tmp_path, chunk_rows):
     folder = batch_folder(tmp_path, {"account": [{"id": "H1|F", "institution": "H2"}, {"id": "H9|F"}]})
-    only_accounts = make_policy({"account": {"settled": {"unit": "yuan"}, "due": "sum(claim.total_cost) - settled"}})
+    only_accounts = make_policy({"account": {"settled": {"unit": "yuan", "default": 0}, "due": "sum(claim.total_cost) - settled"}})
     for policy in (POLICY, only_accounts):
         with pytest.raises(SituationError) as caught:
             settle(policy, folder, tmp_path / "out", parse_period("2024"), chunk_rows=chunk_rows)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,13 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__, settings
 from engine.api import describe
 from engine.api.evaluation import HEAVY, evaluated, situation_data
+from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
-from engine.errors import LimitExceeded, PolicyError, SituationError
+from engine.errors import Diagnostic, LimitExceeded, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.loader import served_table_reader
-from engine.policy.publish import audit_entries, publish
+from engine.policy.publish import audit, audit_entries, now_text, publish
 from engine.policy.registry import POLICY_DIR, UnknownCity
 from engine.policy.store import PolicyStore
 from engine.policy.values import TableReader
@@ -38,6 +41,7 @@ COMMON_ERRORS = {
     503: {"model": ErrorBody, "description": "busy (MEDPAY_MAX_HEAVY_REQUESTS) or over a time budget "
                                              "(MEDPAY_MAX_EVAL_SECONDS, MEDPAY_MAX_VALIDATE_SECONDS); retry later"},
 }
+PUBLISH_PREFIX = "/v1/admin/policies/"
 ERRORS = {404: {"model": ErrorBody, "description": "unknown city"},
           422: {"model": ErrorBody, "description": "the situation has faults; each names its JSON path"}}
 
@@ -48,6 +52,43 @@ def _path(loc: tuple) -> str:
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+class Forbidden(Exception):
+    """An admin endpoint was called without the admin token (the attempt is audited)."""
+
+
+def _brief(name: str, d: Diagnostic) -> str:
+    """A diagnostic in one line, without the excerpt of the file (health is public)."""
+    loc = d.location
+    where = f"{name}:{loc.line}:{loc.column or 1}" if loc.line else name
+    return f"{where}: {d.severity}[{d.code}]: {d.en} / {d.zh}"
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class RefusalLog:
+    """At most `per_minute` refused admin calls are written to the audit log each minute; the
+    number left out is written with the next one (a flood cannot fill the disk)."""
+
+    def __init__(self, per_minute: int = 120):
+        self.per_minute, self.window, self.written, self.left_out = per_minute, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def admit(self, entry: dict) -> bool:
+        with self._lock:
+            minute = int(time.monotonic() // 60)
+            if minute != self.window:
+                self.window, self.written = minute, 0
+            if self.written >= self.per_minute:
+                self.left_out += 1
+                return False
+            self.written += 1
+            if self.left_out:
+                entry["not_logged_before"], self.left_out = self.left_out, 0
+            return True
 
 
 def _error(status: int, kind: str, faults: list[dict], headers: dict | None = None) -> JSONResponse:
@@ -63,6 +104,13 @@ def validation(text: str, file: str, folder: Path, tables: TableReader) -> dict:
         return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
                 "assumed": []}
     return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+
+
+def has_token(authorization: str | None) -> bool:
+    """Whether the Authorization header carries the configured admin token (MEDPAY_ADMIN_TOKEN)."""
+    token = os.environ.get("MEDPAY_ADMIN_TOKEN")
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    return bool(token) and secrets.compare_digest(given.encode(), token.encode())
 
 
 def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
@@ -111,24 +159,41 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
 
     # an unexpected exception is answered and logged (type and frames only) by BodyLimit
 
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden):
+        return _error(403, "forbidden", [{"path": "authorization",
+                                          "message": "this needs the admin token (MEDPAY_ADMIN_TOKEN) as a Bearer token",
+                                          "message_zh": "此操作需要管理令牌（MEDPAY_ADMIN_TOKEN）"}])
+
+
     @app.get("/healthz", summary="liveness and the policy versions served")
     def healthz() -> dict:
         reg = store.registry
         return {"status": "ok", "engine": __version__,
                 "policies": {c: [p.meta.version for p in v] for c, v in sorted(reg.cities.items())},
                 "refused_files": sorted(Path(f).name for f in reg.problems),
-                "refused": {Path(f).name: [d.render() for d in diags[:5]] for f, diags in sorted(reg.problems.items())}}
+                "refused": {Path(f).name: [_brief(Path(f).name, d) for d in diags[:5]]
+                            for f, diags in sorted(reg.problems.items())},
+                "fallbacks": dict(sorted(store.fallbacks.items())),
+                "skipped": store.skipped}
 
     @app.get("/v1/cities", summary="policies loaded, with their versions")
     def cities() -> list[dict]:
         return [describe.city_summary(v) for _, v in sorted(store.registry.cities.items())]
 
     @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
-    def city(city: str, version: str | None = None) -> dict:
+    def city(city: str, version: str | None = None) -> Any:
         versions = store.registry.cities.get(city)
         if not versions:
             raise UnknownCity(city)
-        chosen = next((p for p in versions if p.meta.version == version), versions[-1])
+        if version is None:
+            return describe.policy_detail(versions[-1])
+        chosen = next((p for p in versions if p.meta.version == version), None)
+        if chosen is None:
+            known = ", ".join(p.meta.version for p in versions)
+            return _error(404, "unknown_version", [{"path": "version",
+                                                    "message": f"{city} has no version '{version}' (versions: {known})",
+                                                    "message_zh": f"{city} 没有版本“{version}”（现有版本：{known}）"}])
         return describe.policy_detail(chosen)
 
     @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,
@@ -143,7 +208,7 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
               response_model=ValidateResponse)
     async def validate(request_body: ValidateRequest,
                        authorization: Annotated[str | None, Header()] = None) -> dict:
-        most = LIMITS.policy_bytes if forbidden(authorization) is None else LIMITS.validate_bytes
+        most = LIMITS.policy_bytes if has_token(authorization) else LIMITS.validate_bytes
         size = len(request_body.text.encode("utf-8"))
         if size > most:
             raise LimitExceeded("MEDPAY_MAX_VALIDATE_BYTES", f"the policy text has {size} bytes, more than {most} "
@@ -161,43 +226,64 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
                 "path": "text", "message": "the policy text could not be checked: simplify its nesting and anchors",
                 "message_zh": "无法校验此政策文本：请减少嵌套层级与锚点引用"}])
 
-    def forbidden(authorization: str | None) -> JSONResponse | None:
+    def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+        """Let the admin token through; audit every other attempt (never the token given)."""
+        if has_token(authorization):
+            return
         token = os.environ.get("MEDPAY_ADMIN_TOKEN")
         given = (authorization or "").removeprefix("Bearer ").strip()
-        if token and secrets.compare_digest(given.encode(), token.encode()):
-            return None
-        return _error(403, "forbidden", [{"path": "authorization",
-                                          "message": "this needs the admin token (MEDPAY_ADMIN_TOKEN) as a Bearer token",
-                                          "message_zh": "此操作需要管理令牌（MEDPAY_ADMIN_TOKEN）"}])
+        route = request.scope.get("route")
+        entry = {"time": now_text(), "action": "auth", "endpoint": f"{request.method} {getattr(route, 'path', '?')}",
+                 "outcome": "forbidden", "client": _client(request),
+                 "reason": "no admin token configured" if not token else "wrong token" if given else "no token"}
+        if refusals.admit(entry):
+            try:
+                audit(store.folder, entry)
+            except OSError as err:
+                log.error("cannot audit a refused admin call: %s", type(err).__name__)
+        raise Forbidden
 
-    @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load",
-              responses={403: {"model": ErrorBody}})
-    def reload(authorization: Annotated[str | None, Header()] = None) -> Any:
-        return forbidden(authorization) or store.reload()
+    refusals = RefusalLog()
 
-    @app.put("/v1/admin/policies/{file_name}", summary="publish a policy file: checked, archived, then served",
-             responses={403: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-    def publish_policy(file_name: str, request_body: ValidateRequest,
-                       authorization: Annotated[str | None, Header()] = None) -> Any:
-        refused = forbidden(authorization)
-        if refused:
-            return refused
-        entry = publish(store.folder, file_name, request_body.text)
-        if not entry["accepted"]:
-            return JSONResponse(status_code=422, content={"error": "policy_refused", "detail": [
+    admin_only = {"dependencies": [Depends(admin)], "responses": {403: {"model": ErrorBody}}}
+
+    @app.post("/v1/admin/reload", summary="re-check changed policy files and serve those that load", **admin_only)
+    def reload() -> Any:
+        return store.reload()
+
+    def table_files() -> frozenset[str]:
+        """Names of files in the policy folder that served policies read as tables."""
+        folder = store.folder.resolve()
+        return frozenset(path.name for versions in store.registry.cities.values() for p in versions
+                         for t in p.tables.values() if (path := (folder / t.file).resolve()).parent == folder)
+
+    @app.put(PUBLISH_PREFIX + "{file_name:path}", summary="publish a policy file: checked, archived, then served",
+             dependencies=[Depends(admin)],
+             responses={403: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+    def publish_policy(file_name: str, request_body: ValidateRequest, request: Request,
+                       replace: Annotated[bool, Query(description="replace the version this same file serves")] = False
+                       ) -> Any:
+        # the route's pattern stops before a trailing newline: judge the name as it was sent
+        file_name = request.scope.get("path", "").partition(PUBLISH_PREFIX)[2] or file_name
+        entry = publish(store.folder, file_name, request_body.text, replace=replace, served=store.served,
+                        protected=table_files(), client=_client(request))
+        if entry["outcome"] != "accepted":
+            status = {"conflict": 409, "write_failed": 503}.get(entry["outcome"], 422)
+            return JSONResponse(status_code=status, content={"error": f"policy_{entry['outcome']}", "detail": [
                 {"path": d.get("path") or "text", "message": d["message"], "message_zh": d.get("message_zh"),
                  "line": d.get("line"), "column": d.get("column")} for d in entry["diagnostics"]]})
         store.reload()
         return entry
 
     @app.get("/v1/admin/audit", summary="the publishing log: every attempt with its hash, time and diagnostics",
-             responses={403: {"model": ErrorBody}})
-    def audit_log(authorization: Annotated[str | None, Header()] = None, last: int = 100) -> Any:
-        return forbidden(authorization) or {"entries": audit_entries(store.folder, max(1, min(last, 10_000))),
-                                            "events": store.events[-100:]}
+             **admin_only)
+    def audit_log(last: int = 100) -> Any:
+        return {"entries": audit_entries(store.folder, max(1, min(last, 10_000))), "events": store.events[-100:],
+                "skipped": store.skipped}
 
     # the web page for policy staff at /, with its demo endpoints (engine/api/web.py)
     from engine.api import web
     app.include_router(web.router)
+    app.include_router(explain_router)
 
     return app

@@ -42,7 +42,8 @@ def render_tree(trace: dict, key: str, depth: int = 0, seen: set | None = None, 
             lines.append(render_tree(trace, child, depth + 1, seen, max_depth))
             continue
         where = params.get(name, {})
-        clause = f"  [{where['source']}]" if where.get("source") else \
+        clause = f"  [{where['note']}]" if where.get("overridden") else \
+            f"  [{where['source']}]" if where.get("source") else \
             (f"  [assumed: {where['assumed']}]" if where.get("assumed") else "")
         lines.append(f"{pad}    · {name} = {_fmt(value)}{clause}")
         above = (node.get("parents") or {}).get(name)
@@ -54,3 +55,44 @@ def render_tree(trace: dict, key: str, depth: int = 0, seen: set | None = None, 
                 seen.add(part)
                 lines.append(render_tree(trace, part, depth + 2, seen, max_depth))
     return "\n".join(lines)
+
+
+def _clause(item: dict) -> str:
+    if item.get("source"):
+        return f"[{item['source']}]"
+    return f"[assumed: {item['assumed']}]" if item.get("assumed") else ""
+
+
+def render_explanation(node: dict, depth: int = 0) -> str:
+    """The text of one value's explanation (engine.explain.cone): value, formula, clause, then each
+    input — nested explanations indented, and for aggregations the count, the sum and the child
+    rows that contribute most, each with the key that explains it in turn."""
+    pad = "    " * depth
+    label = node.get("label") or {}
+    lines = [f"{pad}{node['key']} = {_fmt(node['value'])}  {label.get('zh', '')} {_clause(node)}".rstrip()]
+    if node.get("formula"):
+        lines.append(f"{pad}    = {node['formula']}")
+    elif node.get("note"):
+        lines.append(f"{pad}    ({node['note']})")
+    for item in node.get("inputs") or []:
+        where = f"  ({item['key']})" if item.get("kind") == "parent" and item.get("key") else ""
+        lines.append(f"{pad}    · {item['text']} = {_fmt(item['value'])}{where}  {_clause(item)}".rstrip())
+        if item.get("explanation"):
+            lines.append(render_explanation(item["explanation"], depth + 2))
+        if item.get("children"):
+            lines.extend(_children_lines(item["children"], pad + "        "))
+    return "\n".join(lines)
+
+
+def _children_lines(summary: dict, pad: str) -> list[str]:
+    """An aggregation's child rows: count and sum, then the largest, each explainable in turn."""
+    what = summary["expression"] or summary["entity"]
+    where = f" where {summary['where']}" if summary.get("where") else ""
+    lines = [f"{pad}{summary['count']:,} {summary['entity']} rows{where}, sum of {what} = {_fmt(summary['sum'])}"
+             f" / 下级 {summary['count']:,} 行，合计 {_fmt(summary['sum'])}"]
+    if summary["top"] and summary["count"] > summary["shown"]:
+        lines.append(f"{pad}the {summary['shown']} largest / 最大的 {summary['shown']} 行:")
+    for child in summary["top"]:
+        name = child.get("key") or f"{summary['entity']}.{child['id']}: {what}"
+        lines.append(f"{pad}  {name} = {_fmt(child['value'])}")
+    return lines

@@ -52,6 +52,11 @@ class Plan:
             stack.extend(d for d in self.by_key[key].checked.deps if d in self.by_key and d not in need)
         return [s for s in self.steps if s.key in need]
 
+    def cone(self, key: Key) -> list[Step]:
+        """The steps one value depends on, itself included, in evaluation order (its cone);
+        empty for an input field."""
+        return self.needed({key})
+
     def stages(self) -> list[tuple[str, list[str]]]:
         """Consecutive runs of steps on the same entity: the stages of the pipeline."""
         out: list[tuple[str, list[str]]] = []

@@ -12,6 +12,7 @@ from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
+from engine.run.columns import required_faults
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
@@ -109,14 +110,29 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     ctx = RunContext(policy, situation.overrides)
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
+    faults = required_faults(policy, pop, wanted, json_path)
+    if faults:
+        raise SituationError(faults)
     steps = policy.plan.needed(wanted)
-    ctx.limit = LIMITS.eval_seconds
-    ctx.deadline = time.perf_counter() + ctx.limit
+    run_steps(steps, pop, ctx, LIMITS.eval_seconds)
+    return pop, ctx, steps
+
+
+def run_steps(steps: list[Step], pop: Population, ctx: RunContext, limit: float | None) -> None:
+    """Run the steps in order; past `limit` seconds (None: no limit) LimitExceeded (503), checked
+    between steps and inside long loops (ctx.check_deadline)."""
+    if limit is not None:
+        ctx.limit = limit
+        ctx.deadline = time.perf_counter() + limit
     for step in steps:
         if run_step(step, pop, ctx):
             ctx.computed.add(step.key)
         ctx.check_deadline()
-    return pop, ctx, steps
+
+
+def json_path(entity: str, row: int, name: str) -> str:
+    """Where a field of a row is in a situation (row -1: the entity's rows as a whole)."""
+    return f"entities.{entity}.{name}" if row < 0 else f"entities.{entity}[{row}].{name}"
 
 
 Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
@@ -125,6 +141,18 @@ Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
 def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
     """A situation (JSON data) in, a result (JSON data) out, as in the contract; with a `tracer`
     (engine.explain.trace.build_trace), the result carries the trace it builds from the run."""
+    situation = checked_situation(policy, data)
+    pop, ctx, steps = evaluate_situation(policy, situation)
+    result = render(policy, pop, situation, steps)
+    result["warnings"] = situation.warnings + warnings_of(policy, ctx, steps, situation.period)
+    if tracer is not None:
+        result["trace"] = tracer(policy, pop, ctx, steps)
+    return result
+
+
+def checked_situation(policy: Policy, data: dict) -> Situation:
+    """A situation (JSON data) read against a policy: its period must be in force; every fault
+    of the data is reported at once (SituationError)."""
     meta = policy.meta
     faults: list[InputFault] = []
     default_period = parse_period(str(meta.effective_from.year))
@@ -143,12 +171,7 @@ def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
         raise SituationError(faults + err.faults) from None
     if faults:
         raise SituationError(faults)
-    pop, ctx, steps = evaluate_situation(policy, situation)
-    result = render(policy, pop, situation, steps)
-    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
-    if tracer is not None:
-        result["trace"] = tracer(policy, pop, ctx, steps)
-    return result
+    return situation
 
 
 def render(policy: Policy, pop: Population, situation: Situation, steps: list[Step]) -> dict:
@@ -204,6 +227,12 @@ def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Peri
             out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
                         "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
                         "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
+    if ctx.overrides:
+        names = sorted(ctx.overrides)
+        out.append({"code": "parameters_overridden", "path": "parameters", "parameters": names,
+                    "message": f"{len(names)} parameter(s) replaced by the request, not the notice's values: "
+                               f"{', '.join(names)}",
+                    "message_zh": f"{len(names)} 个参数由请求覆盖，未采用通知中的数值：{'、'.join(names)}"})
     meta = policy.meta
     if period.start < meta.effective_from or (meta.effective_to and period.end > meta.effective_to):
         out.append({"code": "period_partly_outside", "path": "period",

@@ -241,7 +241,7 @@ def _columns(model: Model, entity: Entity, given: columns.EntityColumns, supplie
     for p in parts:  # a non-link part (month) is also a text field of the row when declared
         if p.kind != "link" and p.name in entity.variables:
             out.values[p.name] = values[p.name].astype(str) if len(values[p.name]) else np.zeros(0, dtype=str)
-            out.given[p.name] = np.zeros(len(ids), dtype=bool)
+            out.given[p.name] = np.ones(len(ids), dtype=bool)  # known on every row: never a missing input
     return out
 
 

@@ -139,7 +139,7 @@ function renderResult() {
   const out = clear($("try-result"));
   if (!last) return;
   const { result, detail } = last;
-  const ctx = { trace: result.trace || {}, detail };
+  const ctx = { city: last.city, situation: last.situation, version: result.policy.version, detail };
   out.append(el("h2", { id: "results-h", text: t("results") }),
     el("p", { class: "policy-used", text: t("result_policy", { city: pick(result.policy.name), notice: result.policy.notice,
       version: result.policy.version, period: result.period }) }),
@@ -185,7 +185,7 @@ export async function setupTry() {
     status.textContent = t("evaluating");
     $("try-run").disabled = true;
     const [r, detail] = await Promise.all([
-      api(`/v1/cities/${encodeURIComponent(city)}/evaluate?trace=true`, { method: "POST", body: situation }),
+      api(`/v1/cities/${encodeURIComponent(city)}/evaluate`, { method: "POST", body: situation }),
       cityDetail(city)]);
     $("try-run").disabled = false;
     if (!r.ok) {
@@ -196,7 +196,7 @@ export async function setupTry() {
     }
     // the version actually used may not be the latest
     const used = await cityDetail(city, r.data.policy.version);
-    last = { result: r.data, detail: (used.ok ? used : detail).data, city };
+    last = { result: r.data, detail: (used.ok ? used : detail).data, city, situation };
     status.textContent = t("done");
     renderResult();
     $("results-h").setAttribute("tabindex", "-1");
