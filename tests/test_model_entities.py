@@ -5,6 +5,8 @@ Expected values are worked out by hand from the claims below."""
 from __future__ import annotations
 
 import csv
+import os
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -251,3 +253,29 @@ def test_batch_files_are_checked_like_a_situation(tmp_path, chunk_rows):
         settle(policy, folder, tmp_path / "out2", parse_period("2024"), chunk_rows=chunk_rows)
     assert [(f.path, f.code) for f in caught.value.faults] == [("claim[1].fund", "community_fund_missing")]
     assert not (tmp_path / "out2").exists()  # nothing written
+
+
+# ---- size ---------------------------------------------------------------------------------------
+SCALE = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))
+
+
+def test_many_supplied_rows_and_months_stay_fast_and_exact():
+    """Every account of 200 institutions supplied, one malformed; claims over 12 months: the bad
+    id is named, then the good situation sums per account month as plain Python does. Larger
+    with MEDPAY_FUZZ_EXAMPLES > 1."""
+    institutions, claims_n = 200 * SCALE, 2000 * SCALE
+    entities = {"fund": [{"id": "F"}], "institution": [{"id": f"H{i}"} for i in range(institutions)],
+                "account": [{"id": f"H{i}|F", "settled": i} for i in range(institutions)],
+                "claim": [{"id": f"c{k}", "institution": f"H{k % institutions}", "fund": "F", "total_cost": k % 97,
+                           "discharge_date": f"2024-{k % 12 + 1:02d}-{k % 28 + 1:02d}"} for k in range(claims_n)]}
+    bad = {**entities, "account": [*entities["account"][:-1], {"id": f"H{institutions - 1}"}]}
+    started = time.perf_counter()
+    assert list(faults(POLICY, bad)) == [f"entities.account[{institutions - 1}].id"]
+    result = run(POLICY, entities, outputs=["account_month.cost", "account.due"])
+    assert time.perf_counter() - started < 2.0 * SCALE
+    want: dict[str, float] = {}
+    for k in range(claims_n):
+        key = f"H{k % institutions}|F|2024-{k % 12 + 1:02d}"
+        want[key] = want.get(key, 0) + k % 97
+    assert by_id(result, "account_month", "cost") == want
+    assert by_id(result, "account", "due")["H3|F"] == sum(k % 97 for k in range(3, claims_n, institutions)) - 3

@@ -145,12 +145,12 @@ def merge_keyed(model: Model, data: dict[str, EntityColumns]) -> tuple[
         dict[str, EntityColumns], dict[str, keyed.Keyed], dict[tuple[str, str], np.ndarray], list]:
     """Every keyed entity's rows: supplied ones checked against their ids, derived ones after
     them; the source rows' links to derived rows; the faults found."""
-    data, merged, links, faults = dict(data), {}, {}, []
+    data, merged, links, faults, cache = dict(data), {}, {}, [], {}
     for name, entity in model.entities.items():
         if not (entity.derived or entity.key):
             continue
         source = data.get(entity.derived.source) if entity.derived else None
-        merged[name], found = keyed.merge(model, entity, data.get(name), source)
+        merged[name], found = keyed.merge(model, entity, data.get(name), source, cache)
         faults += found
         data[name] = merged[name].data
         if entity.derived:

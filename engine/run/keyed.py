@@ -110,8 +110,14 @@ def _id_fault(entity: Entity, row: int, rid: str) -> RowFault:
 
 
 # ---- rows made from the claims ---------------------------------------------------------------
-def part_codes(source: columns.EntityColumns, part: KeyPart) -> tuple[np.ndarray, list[str]]:
-    """Each source row's value of a key part as a code (-1: missing) and the values coded."""
+def part_codes(source: columns.EntityColumns, part: KeyPart, cache: dict | None = None) -> tuple[np.ndarray, list[str]]:
+    """Each source row's value of a key part as a code (-1: missing) and the values coded; `cache`
+    keeps them for the other entities derived from the same rows (account, account_month)."""
+    if cache is not None:
+        key = (id(source), part.kind, part.field)
+        if key not in cache:
+            cache[key] = part_codes(source, part)
+        return cache[key]
     n = len(source)
     if part.kind == "month":
         dates = source.values.get(part.field)
@@ -126,8 +132,8 @@ def part_codes(source: columns.EntityColumns, part: KeyPart) -> tuple[np.ndarray
     return columns.encode(source.links.get(part.field, np.full(n, "", dtype=str)))
 
 
-def derive(source: columns.EntityColumns, parts: list[KeyPart],
-           active: np.ndarray | None = None) -> tuple[list[tuple[str, ...]], np.ndarray]:
+def derive(source: columns.EntityColumns, parts: list[KeyPart], active: np.ndarray | None = None,
+           cache: dict | None = None) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """Distinct key tuples of the (active) source rows in order of first appearance, and each
     source row's tuple (-1 when a part is missing or the row is excluded)."""
     n = len(source)
@@ -135,7 +141,7 @@ def derive(source: columns.EntityColumns, parts: list[KeyPart],
     combined = np.zeros(n, dtype=np.int64)
     vocabularies = []
     for part in parts:
-        codes, uniques = part_codes(source, part)
+        codes, uniques = part_codes(source, part, cache)
         present &= codes >= 0
         combined = combined * (len(uniques) + 1) + (codes + 1)
         vocabularies.append((codes, uniques))
@@ -152,18 +158,19 @@ def derive(source: columns.EntityColumns, parts: list[KeyPart],
     return tuples, link
 
 
-def undated(entity: Entity, source: columns.EntityColumns, active: np.ndarray | None) -> list[RowFault]:
+def undated(entity: Entity, source: columns.EntityColumns, active: np.ndarray | None,
+            cache: dict | None = None) -> list[RowFault]:
     """Source rows with every link part but no date for a month part: they cannot be placed."""
     faults: list[RowFault] = []
     n = len(source)
     linked = np.ones(n, dtype=bool) if active is None else active.copy()
     for part in parts_of(entity):
         if part.kind == "link":
-            linked &= part_codes(source, part)[0] >= 0
+            linked &= part_codes(source, part, cache)[0] >= 0
     for part in parts_of(entity):
         if part.kind != "month":
             continue
-        missing = np.flatnonzero(linked & (part_codes(source, part)[0] < 0))
+        missing = np.flatnonzero(linked & (part_codes(source, part, cache)[0] < 0))
         faults += [RowFault(source_name(entity), int(r), part.field,
                             f"{entity.name} rows are made from the month of {part.field}: give it (YYYY-MM-DD)",
                             f"{entity.name} 按 {part.field} 的月份生成：请提供该日期（YYYY-MM-DD）")
@@ -176,14 +183,14 @@ def source_name(entity: Entity) -> str:
 
 
 def needs_rows(entity: Entity, supplied: int) -> bool:
-    """A derived entity matters when rows are supplied or the policy declares values on it."""
+    """A month entity needs every claim's date when rows are supplied or the policy declares values on it."""
     keys = {p.name for p in parts_of(entity)}
     return supplied > 0 or any(v not in entity.links and v not in keys for v in entity.variables)
 
 
 # ---- merging ----------------------------------------------------------------------------------
 def merge(model: Model, entity: Entity, given: columns.EntityColumns | None,
-          source: columns.EntityColumns | None) -> tuple[Keyed, list[RowFault]]:
+          source: columns.EntityColumns | None, cache: dict | None = None) -> tuple[Keyed, list[RowFault]]:
     """Supplied rows first (their ids checked), then rows derived from `source` that no supplied
     row already has, in order of first appearance."""
     parts = parts_of(entity)
@@ -194,9 +201,9 @@ def merge(model: Model, entity: Entity, given: columns.EntityColumns | None,
     link = None
     if entity.derived and source is not None:
         active = getattr(source, "active", None)
-        tuples, link = derive(source, entity.derived.parts, active)
+        tuples, link = derive(source, entity.derived.parts, active, cache)
         if any(p.kind == "month" for p in parts) and needs_rows(entity, n_given):
-            faults += undated(entity, source, active)
+            faults += undated(entity, source, active, cache)
     where = {t: i for i, t in enumerate(zip(*[p.tolist() for p in supplied_parts], strict=True))} if n_given \
         else {}
     remap = np.empty(len(tuples), dtype=np.int64)
