@@ -21,13 +21,19 @@ EXIT_POLICY, EXIT_INPUT = 1, 2
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
-def resolve_policy(city: str, situation: dict | None = None) -> Policy:
-    """CITY is a policy id under policies/ or a path to a policy file."""
+def resolve_policy(city: str, situation: dict | None = None, version: str | None = None) -> Policy:
+    """CITY is a policy id under policies/ or a path to a policy file; `version` names one version
+    of the policy (an unknown one is an error, never the latest)."""
     if city.endswith((".yaml", ".yml")) or "/" in city:
-        return load_policy_file(city)
+        policy = load_policy_file(city)
+        return _check_version(city, [policy], version) if version else policy
     period = situation.get("period") if isinstance(situation, dict) else None
     registry = Registry.load_city(city)
     try:
+        if version is not None:
+            if city not in registry.cities:
+                raise UnknownCity(city)
+            return _check_version(city, registry.cities[city], version)
         return registry.pick(city, parse_period(period) if period is not None else None)
     except UnknownCity:
         broken = [f for f in registry.problems if Path(f).stem == city]
@@ -37,9 +43,18 @@ def resolve_policy(city: str, situation: dict | None = None) -> Policy:
         raise SystemExit(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
 
 
+def _check_version(city: str, versions: list[Policy], version: str) -> Policy:
+    chosen = next((p for p in versions if p.meta.version == version), None)
+    if chosen is None:
+        known = ", ".join(p.meta.version for p in versions)
+        raise SystemExit(f"{city} has no version '{version}' (versions: {known}) / "
+                         f"{city} 没有版本“{version}”（现有版本：{known}）")
+    return chosen
+
+
 def cmd_run(args) -> int:
     situation = _load_situation(args.situation)
-    policy = resolve_policy(args.city, situation)
+    policy = resolve_policy(args.city, situation, args.policy_version)
     result = evaluate(policy, situation, build_trace if args.trace else None)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
@@ -78,7 +93,7 @@ def cmd_explain(args) -> int:
 def _situation_input(args) -> tuple[Policy, Population, dict]:
     """The policy, population and parameter overrides of a situation file."""
     situation = _load_situation(args.values[0])
-    policy = resolve_policy(args.city, situation)
+    policy = resolve_policy(args.city, situation, args.policy_version)
     read = checked_situation(policy, situation)
     return policy, read.population, read.overrides
 
@@ -88,7 +103,7 @@ def _batch_input(args) -> tuple[Policy, Population, dict]:
     from engine.batch.settle import folder_period, load
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text})
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
     return policy, load(policy, data, period), {}
 
 
@@ -154,7 +169,7 @@ def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text})
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
@@ -197,6 +212,9 @@ class _BadJson(Exception):
     pass
 
 
+VERSION_HELP = "one version of the policy (e.g. 2024-07-09); default: the version in force for the period"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -206,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="include how each value was computed")
     p.add_argument("-o", "--output", help="write the result to this file")
     p.add_argument("--json", action="store_true", help="print JSON even on a terminal")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")
@@ -217,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=None, help="child rows listed per aggregation (default MEDPAY_EXPLAIN_TOP)")
     p.add_argument("--depth", type=int, default=3, help="levels of nested explanations (default 3)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_explain)
     p = sub.add_parser("validate", help="check policy files / 校验政策文件")
     p.add_argument("policies", nargs="*", help="policy files (default: all under policies/)")

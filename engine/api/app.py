@@ -182,11 +182,18 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
         return [describe.city_summary(v) for _, v in sorted(store.registry.cities.items())]
 
     @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
-    def city(city: str, version: str | None = None) -> dict:
+    def city(city: str, version: str | None = None) -> Any:
         versions = store.registry.cities.get(city)
         if not versions:
             raise UnknownCity(city)
-        chosen = next((p for p in versions if p.meta.version == version), versions[-1])
+        if version is None:
+            return describe.policy_detail(versions[-1])
+        chosen = next((p for p in versions if p.meta.version == version), None)
+        if chosen is None:
+            known = ", ".join(p.meta.version for p in versions)
+            return _error(404, "unknown_version", [{"path": "version",
+                                                    "message": f"{city} has no version '{version}' (versions: {known})",
+                                                    "message_zh": f"{city} 没有版本“{version}”（现有版本：{known}）"}])
         return describe.policy_detail(chosen)
 
     @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,

@@ -74,6 +74,8 @@ class Warning(BaseModel):
     message: str
     message_zh: str | None = None
     rows: int | None = None
+    parameters: list[str] | None = None  # parameters_overridden: the names the request replaced
+    ids: list[str] | None = None  # claims_outside_period: the first ids left out
 
 
 class Result(BaseModel):
