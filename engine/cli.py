@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.compile.build import load_policy_file
-from engine.errors import PolicyError, SituationError
+from engine.errors import PolicyCheckFailed, PolicyError, SituationError
 from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
@@ -17,7 +17,7 @@ from engine.policy.spec import Policy
 from engine.run.evaluate import checked_situation, evaluate
 from engine.run.population import Population
 
-EXIT_POLICY, EXIT_INPUT = 1, 2
+EXIT_POLICY, EXIT_INPUT, EXIT_CHECK = 1, 2, 3
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
@@ -128,6 +128,11 @@ def cmd_validate(args) -> int:
         ms = (time.perf_counter() - started) * 1000
         print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
               f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        if policy.checks:
+            print(f"  checks / 校验 ({len(policy.checks)}):")
+            for check in policy.checks:
+                print(f"    - {check.entity}.{check.name} ({check.severity}, {check.clause}): "
+                      f"{' '.join(check.formula.split())}")
         if policy.assumed:
             print(f"  assumed values / 假设值 ({len(policy.assumed)}):")
             for line in policy.assumed:
@@ -169,7 +174,7 @@ def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
+    policy = resolve_policy(args.city, {"period": period.text}, getattr(args, "policy_version", None))
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
@@ -198,6 +203,16 @@ def cmd_serve(args) -> int:
     uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, access_log=False)  # medpay logs requests itself, without ids
     return 0
+
+
+def print_check_failures(err: PolicyCheckFailed) -> None:
+    """Each failing error check: name, clause, message in both languages, the first failing rows."""
+    print("a policy check failed; nothing was settled / 政策校验未通过，未作结算:", file=sys.stderr)
+    for f in err.failures:
+        clause = f["source"] or f"assumed: {f['assumed']}"
+        print(f"  {f['entity']}.{f['check']} [{clause}]: {f['message']} / {f['message_zh']}", file=sys.stderr)
+        more = f" (+{f['count'] - len(f['ids'])} more)" if f["count"] > len(f["ids"]) else ""
+        print(f"    {f['count']} row(s) / 行: {', '.join(f['ids'])}{more}", file=sys.stderr)
 
 
 def _load_situation(path: str) -> dict:
@@ -277,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         for diag in err.diagnostics:
             print(diag.render(), file=sys.stderr)
         return EXIT_POLICY
+    except PolicyCheckFailed as err:
+        print_check_failures(err)
+        return EXIT_CHECK
     except SituationError as err:
         print("the situation was rejected / 情形输入有误:", file=sys.stderr)
         for fault in err.faults:

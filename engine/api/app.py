@@ -23,7 +23,7 @@ from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
-from engine.errors import Diagnostic, LimitExceeded, PolicyError, SituationError
+from engine.errors import Diagnostic, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.loader import served_table_reader
 from engine.policy.publish import audit, audit_entries, now_text, publish
@@ -144,6 +144,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     @app.exception_handler(SituationError)
     async def bad_situation(request: Request, exc: SituationError):
         return _error(422, "invalid_situation", [f.to_dict() for f in exc.faults])
+
+    @app.exception_handler(PolicyCheckFailed)
+    async def check_failed(request: Request, exc: PolicyCheckFailed):
+        return _error(422, "policy_check_failed", exc.failures)
 
     @app.exception_handler(UnknownCity)
     async def unknown_city(request: Request, exc: UnknownCity):

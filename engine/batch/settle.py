@@ -29,6 +29,7 @@ from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
+from engine.run import policy_checks as checks
 from engine.run.checks import joined_links
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
@@ -143,7 +144,9 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     ctx, done = RunContext(policy), []
     whole = None  # one chunk: its population is built once and kept across rounds
     last_claim_round = max((r for r in range(rounds.count) if rounds.claim_steps[r]), default=-1)
-    stream = len(chunks) > 1 and not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
+    claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG]
+    stream = len(chunks) > 1 and not claim_checks and \
+        not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
     writer = ClaimWriter(out / f"{BIG}.parquet", policy, [s.variable.name for g in rounds.claim_steps for s in g])
     for r in range(rounds.count):
         names = [s.variable.name for s in rounds.claim_steps[r]]
@@ -182,9 +185,14 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
             run_step(step, pop, ctx)
             if on_step:
                 on_step(f"{step.variable.entity}.{step.variable.name}")
+    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    failures = checks.found([c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG], pop, ctx,
+                            json_paths=False)
+    if claim_checks and claims.num_rows:
+        failures += _claim_check_failures(policy, claims, chunks, results, whole, pop, period, done, ctx)
+    checked = checks.verdict(checks.merge(failures))  # raises on an error check: nothing is written
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
     write(policy, pop, small_steps, out)
     money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
     if whole is not None:
@@ -198,7 +206,7 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
     summary.rows[BIG] = claims.num_rows
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values())
+    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     return summary
 
 
@@ -212,6 +220,28 @@ def _check_required(policy: Policy, folder: Path, small: dict[str, EntityColumns
         raise SituationError(faults)
 
 
+
+def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, results: list[dict],
+                          whole: Population | None, pop: Population, period: Period, done: list[str],
+                          ctx: RunContext) -> list[dict]:
+    """The claim checks over every chunk, once all claim steps have run, with the small entities'
+    final values."""
+    state = partition.state_of(pop, BIG)
+    steps = [c for c in policy.plan.checks if c.check.entity == BIG]
+    failures: list[dict] = []
+    for i, rows in enumerate(chunks):
+        if rows is None and whole is not None:
+            partition.install(whole, state)
+            chunk_pop = whole
+        else:
+            table = claims if rows is None else claims.take(rows)
+            for name, values in results[i].items():
+                table = table.append_column(name, values)
+            chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
+        failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
+    return failures
+
+
 def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
                   on_step: Callable[[str], None] | None) -> Summary:
     """All claims in memory at once: for a policy whose claim formulas need every claim together."""
@@ -223,6 +253,7 @@ def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
     ctx = RunContext(policy)
     t = time.perf_counter()
     steps = evaluate_all(policy, pop, ctx, on_step)
+    checked = checks.verdict(checks.found(policy.plan.checks_for(steps), pop, ctx, json_paths=False))  # raises on an error
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     write(policy, pop, steps, out)
@@ -230,7 +261,7 @@ def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v}
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = left_out + list(ctx.warnings.values())
+    summary.warnings = left_out + list(ctx.warnings.values()) + checked
     return summary
 
 

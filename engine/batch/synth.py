@@ -168,8 +168,12 @@ class Generator:
                 cols[name] = rng.choice(options, size=n) if options else np.full(n, "")
             elif var.type == "date":
                 continue
+            elif var.unit == "yuan" and name.endswith("_spending"):  # a whole year's spending: a budget's base
+                cols[name] = np.round(volume * rng.uniform(1.0, 1.2, n), 2)
             elif var.unit == "yuan":
                 cols[name] = np.round(volume * rng.uniform(0.1, 0.25, n), 2)
+            elif var.unit == "ratio" and name.endswith("_share"):  # a share of a budget: most of it
+                cols[name] = np.round(rng.uniform(0.6, 0.9, n), 4)
             elif var.unit == "yuan_per_person":
                 cols[name] = np.round(rng.uniform(50, 300, n), 2)
             elif var.unit == "ratio":

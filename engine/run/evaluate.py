@@ -15,6 +15,7 @@ from engine.policy.spec import Policy
 from engine.run.columns import required_faults
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
+from engine.run.policy_checks import settle_checks
 from engine.run.population import Population
 from engine.run.situation import Situation, read_situation
 from engine.settings import LIMITS
@@ -143,8 +144,9 @@ def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
     (engine.explain.trace.build_trace), the result carries the trace it builds from the run."""
     situation = checked_situation(policy, data)
     pop, ctx, steps = evaluate_situation(policy, situation)
+    failed_checks = settle_checks(policy.plan.checks_for(steps), pop, ctx)  # an error check raises here
     result = render(policy, pop, situation, steps)
-    result["warnings"] = situation.warnings + warnings_of(policy, ctx, steps, situation.period)
+    result["warnings"] = situation.warnings + warnings_of(policy, ctx, steps, situation.period) + failed_checks
     if tracer is not None:
         result["trace"] = tracer(policy, pop, ctx, steps)
     return result

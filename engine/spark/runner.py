@@ -33,6 +33,7 @@ from engine.run.checks import joined_links
 from engine.run.columns import date_window, outside_warning
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
+from engine.run.policy_checks import found, verdict
 
 BIG = "claim"
 SPARK_TYPES = {"number": "double", "bool": "boolean", "string": "string", "date": "date"}
@@ -206,6 +207,12 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     small = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    checked = verdict(found([c for c in policy.plan.checks_for(small) if c.check.entity != BIG], pop, ctx,
+                            json_paths=False))  # an error check stops the run before anything is written
+    checked += [{"code": "policy_check_not_run", "path": f"checks.{BIG}.{c.check.name}", "rows": 0,
+                 "message": "claim checks are not evaluated on Spark; settle locally to check them",
+                 "message_zh": "Spark 结算不执行结算记录级校验；请用本地结算执行"}
+                for c in policy.plan.checks if c.check.entity == BIG]
     write(policy, pop, small, out)
     money = [n for n in done if policy.model.entities[BIG].variables[n].is_money]
     result = claims.select("id", *done)
@@ -219,7 +226,7 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values())
+    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     claims.unpersist()
     return summary
 
