@@ -21,7 +21,9 @@ CITIES = sorted(c for c in REGISTRY.cities if not c.startswith("_"))
 def as_situation(folder, period: str) -> dict:
     """The Parquet files of a synthetic city-year as a JSON situation (nulls left out)."""
     entities = {}
-    for name in ("fund", "community", "institution", "claim"):
+    for name in ("fund", "community", "institution", "account", "claim"):
+        if not (folder / f"{name}.parquet").is_file():  # account rows only where the policy has account inputs
+            continue
         rows = pq.read_table(folder / f"{name}.parquet").to_pylist()
         entities[name] = [{k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items() if v is not None}
                           for r in rows]
