@@ -7,6 +7,8 @@ with `value`/`values`. Labels and sources are filled in.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -57,3 +59,14 @@ def by_id(result: dict, entity: str, name: str) -> dict:
 
 def warning_codes(result: dict) -> list[tuple[str, str]]:
     return [(w["code"], w["path"]) for w in result["warnings"]]
+
+
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
+
+
+def template_folder(folder: Path) -> Path:
+    """A policy folder holding the template policy and its table only (a served folder for API tests)."""
+    (folder / "tables").mkdir(exist_ok=True)
+    shutil.copy(POLICIES / "_template.yaml", folder / "_template.yaml")
+    shutil.copy(POLICIES / "tables" / "_template_drg.csv", folder / "tables")
+    return folder

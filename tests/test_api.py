@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
+from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"
@@ -25,9 +25,7 @@ CASE = json.loads(json.dumps(__import__("yaml").safe_load(
 @pytest.fixture()
 def folder(tmp_path: Path) -> Path:
     """A private policy folder holding only the template, so tests may edit it."""
-    (tmp_path / "tables").mkdir()
-    shutil.copy(TEMPLATE, tmp_path / "_template.yaml")
-    shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
+    template_folder(tmp_path)
     return tmp_path
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from engine.api.app import create_app
 from engine.api.limits import HeavySlots, host_name, run_with_deadline
 from engine.errors import LimitExceeded
 from engine.settings import Limits
+from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"
@@ -37,9 +37,7 @@ MARKER = "ZQX-MARKER-93817"
 @pytest.fixture()
 def folder(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("MEDPAY_ADMIN_TOKEN", "test-token")
-    (tmp_path / "tables").mkdir()
-    shutil.copy(TEMPLATE, tmp_path / "_template.yaml")
-    shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
+    template_folder(tmp_path)
     return tmp_path
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import traceback
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +19,7 @@ from engine.api.app import create_app
 from engine.errors import LimitExceeded
 from engine.run import builtins
 from engine.settings import Limits
+from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1")) > 1
@@ -153,9 +153,7 @@ def test_a_chain_walk_past_the_time_limit_stops_inside_the_walk(monkeypatch):
 def test_a_long_chain_through_the_api(tmp_path):
     """One episode of 4,000 claims (300 by default) is answered, with the deductible paid once."""
     n = 4000 if BIG else 300
-    (tmp_path / "tables").mkdir()
-    shutil.copy(ROOT / "policies" / "_template.yaml", tmp_path / "_template.yaml")
-    shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
+    template_folder(tmp_path)
     client = TestClient(create_app(tmp_path, watch=False), base_url="http://localhost")
     claims = [{"id": f"c{i}", "institution": "H2" if i == 0 else "H1", "fund": "F", "episode": "E1",
                "drg_group": "A01", "total_cost": 1000 + i % 50,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from engine.api.app import create_app
 from engine.compile.build import load_policy_text
 from engine.run.evaluate import evaluate
 from engine.settings import Limits
+from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"
@@ -31,9 +31,7 @@ TOKEN = {"Authorization": "Bearer test-token"}
 def folder(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("MEDPAY_ADMIN_TOKEN", "test-token")
     monkeypatch.delenv("MEDPAY_ARCHIVE", raising=False)
-    (tmp_path / "tables").mkdir()
-    shutil.copy(TEMPLATE, tmp_path / "_template.yaml")
-    shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
+    template_folder(tmp_path)
     return tmp_path
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from hypothesis import strategies as st
 from engine.api.app import create_app
 from engine.compile.build import load_policy_text
 from engine.errors import PolicyError, SituationError
+from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))
@@ -148,9 +148,7 @@ def test_a_total_below_the_limit_is_still_exact_to_the_fen():
 
 @pytest.fixture()
 def client(tmp_path: Path) -> TestClient:
-    (tmp_path / "tables").mkdir()
-    shutil.copy(ROOT / "policies" / "_template.yaml", tmp_path / "_template.yaml")
-    shutil.copy(ROOT / "policies" / "tables" / "_template_drg.csv", tmp_path / "tables")
+    template_folder(tmp_path)
     return TestClient(create_app(tmp_path, watch=False), base_url="http://localhost")
 
 
