@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.compile.build import load_policy_file
-from engine.errors import PolicyError, SituationError
+from engine.errors import PolicyCheckFailed, PolicyError, SituationError
 from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
@@ -17,17 +17,23 @@ from engine.policy.spec import Policy
 from engine.run.evaluate import checked_situation, evaluate
 from engine.run.population import Population
 
-EXIT_POLICY, EXIT_INPUT = 1, 2
+EXIT_POLICY, EXIT_INPUT, EXIT_CHECK = 1, 2, 3
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
-def resolve_policy(city: str, situation: dict | None = None) -> Policy:
-    """CITY is a policy id under policies/ or a path to a policy file."""
+def resolve_policy(city: str, situation: dict | None = None, version: str | None = None) -> Policy:
+    """CITY is a policy id under policies/ or a path to a policy file; `version` names one version
+    of the policy (an unknown one is an error, never the latest)."""
     if city.endswith((".yaml", ".yml")) or "/" in city:
-        return load_policy_file(city)
+        policy = load_policy_file(city)
+        return _check_version(city, [policy], version) if version else policy
     period = situation.get("period") if isinstance(situation, dict) else None
     registry = Registry.load_city(city)
     try:
+        if version is not None:
+            if city not in registry.cities:
+                raise UnknownCity(city)
+            return _check_version(city, registry.cities[city], version)
         return registry.pick(city, parse_period(period) if period is not None else None)
     except UnknownCity:
         broken = [f for f in registry.problems if Path(f).stem == city]
@@ -37,9 +43,18 @@ def resolve_policy(city: str, situation: dict | None = None) -> Policy:
         raise SystemExit(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
 
 
+def _check_version(city: str, versions: list[Policy], version: str) -> Policy:
+    chosen = next((p for p in versions if p.meta.version == version), None)
+    if chosen is None:
+        known = ", ".join(p.meta.version for p in versions)
+        raise SystemExit(f"{city} has no version '{version}' (versions: {known}) / "
+                         f"{city} 没有版本“{version}”（现有版本：{known}）")
+    return chosen
+
+
 def cmd_run(args) -> int:
     situation = _load_situation(args.situation)
-    policy = resolve_policy(args.city, situation)
+    policy = resolve_policy(args.city, situation, args.policy_version)
     result = evaluate(policy, situation, build_trace if args.trace else None)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
@@ -78,7 +93,7 @@ def cmd_explain(args) -> int:
 def _situation_input(args) -> tuple[Policy, Population, dict]:
     """The policy, population and parameter overrides of a situation file."""
     situation = _load_situation(args.values[0])
-    policy = resolve_policy(args.city, situation)
+    policy = resolve_policy(args.city, situation, args.policy_version)
     read = checked_situation(policy, situation)
     return policy, read.population, read.overrides
 
@@ -88,7 +103,7 @@ def _batch_input(args) -> tuple[Policy, Population, dict]:
     from engine.batch.settle import folder_period, load
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text})
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
     return policy, load(policy, data, period), {}
 
 
@@ -113,6 +128,11 @@ def cmd_validate(args) -> int:
         ms = (time.perf_counter() - started) * 1000
         print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
               f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        if policy.checks:
+            print(f"  checks / 校验 ({len(policy.checks)}):")
+            for check in policy.checks:
+                print(f"    - {check.entity}.{check.name} ({check.severity}, {check.clause}): "
+                      f"{' '.join(check.formula.split())}")
         if policy.assumed:
             print(f"  assumed values / 假设值 ({len(policy.assumed)}):")
             for line in policy.assumed:
@@ -154,7 +174,7 @@ def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
     data = Path(args.data)
     period = folder_period(data, args.period)
-    policy = resolve_policy(args.city, {"period": period.text})
+    policy = resolve_policy(args.city, {"period": period.text}, getattr(args, "policy_version", None))
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
@@ -185,6 +205,16 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def print_check_failures(err: PolicyCheckFailed) -> None:
+    """Each failing error check: name, clause, message in both languages, the first failing rows."""
+    print("a policy check failed; nothing was settled / 政策校验未通过，未作结算:", file=sys.stderr)
+    for f in err.failures:
+        clause = f["source"] or f"assumed: {f['assumed']}"
+        print(f"  {f['entity']}.{f['check']} [{clause}]: {f['message']} / {f['message_zh']}", file=sys.stderr)
+        more = f" (+{f['count'] - len(f['ids'])} more)" if f["count"] > len(f["ids"]) else ""
+        print(f"    {f['count']} row(s) / 行: {', '.join(f['ids'])}{more}", file=sys.stderr)
+
+
 def _load_situation(path: str) -> dict:
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     try:
@@ -197,6 +227,9 @@ class _BadJson(Exception):
     pass
 
 
+VERSION_HELP = "one version of the policy (e.g. 2024-07-09); default: the version in force for the period"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -206,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true", help="include how each value was computed")
     p.add_argument("-o", "--output", help="write the result to this file")
     p.add_argument("--json", action="store_true", help="print JSON even on a terminal")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("explain", help="show how one value was computed / 解释一个值的计算过程")
     p.add_argument("city")
@@ -217,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=None, help="child rows listed per aggregation (default MEDPAY_EXPLAIN_TOP)")
     p.add_argument("--depth", type=int, default=3, help="levels of nested explanations (default 3)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_explain)
     p = sub.add_parser("validate", help="check policy files / 校验政策文件")
     p.add_argument("policies", nargs="*", help="policy files (default: all under policies/)")
@@ -257,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         for diag in err.diagnostics:
             print(diag.render(), file=sys.stderr)
         return EXIT_POLICY
+    except PolicyCheckFailed as err:
+        print_check_failures(err)
+        return EXIT_CHECK
     except SituationError as err:
         print("the situation was rejected / 情形输入有误:", file=sys.stderr)
         for fault in err.faults:

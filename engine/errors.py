@@ -87,3 +87,15 @@ class LimitExceeded(Exception):
     def __init__(self, setting: str, en: str, zh: str, status: int = 413):
         self.setting, self.en, self.zh, self.status = setting, en, zh, status
         super().__init__(en)
+
+
+class PolicyCheckFailed(Exception):
+    """A policy check of severity `error` failed on some rows; nothing is settled (政策校验未通过).
+
+    `failures` are dicts: check, entity, severity, message, message_zh, source/assumed, count, ids,
+    paths (the first failing rows), and `path` (the first of them)."""
+
+    def __init__(self, failures: list[dict]):
+        self.failures = failures
+        super().__init__("\n".join(f"{f['entity']}.{f['check']}: {f['message']} / {f['message_zh']} "
+                                   f"({f['count']} rows: {', '.join(map(str, f['ids']))})" for f in failures))

@@ -102,6 +102,7 @@ def test_aggregation_of_a_formula_and_of_a_parent_value():
     data = situation()
     data["institution"][0]["level"] = 2
     data["institution"][1]["level"] = 3
+    data["institution"][2]["level"] = data["institution"][3]["level"] = 1  # no claim above 50: sum 0
     result = run(policy, data)
     assert by_id(result, "institution", "over_level") == {"H1": (100 + 250) * 2.0, "H2": 900 * 3.0,
                                                           "H3": 0.0, "H4": 0.0}

@@ -245,4 +245,4 @@ def test_trace_gives_formula_inputs_and_clause():
     assert trace["institution.H1.count"]["inputs"] == {'count(claim where (claim.setting == "inpatient"))': 1.0}
     assert trace["institution.H1.count"]["source"] == "四"
     # no trace unless asked
-    assert evaluate(policy, {"period": "2024", "entities": {"claim": [{"id": "x"}]}})["trace"] is None
+    assert evaluate(policy, {"period": "2024", "entities": {"claim": [{"id": "x", "total_cost": 0}]}})["trace"] is None

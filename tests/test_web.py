@@ -198,6 +198,8 @@ def test_city_list_and_policy_page_by_clause(page):
     assert ids[:3] == ["clause-三", "clause-三（一）", "clause-三（二）"]
     assert ids.index("clause-四（三）") < ids.index("clause-四（四）") < ids.index("clause-四（五）")
     assert ids[-2:] == ["clause-assumed", "clause-unsourced"]
+    # the policy's checks follow, each with its clause
+    expect(page.locator("#policy-checks tr[data-name='community.package_spending_known']")).to_contain_text("四（四）2")
     # each item shows once
     names = page.locator("section.clause-group tr[data-name]").evaluate_all("els => els.map(e => e.dataset.name)")
     assert len(names) == len(set(names))

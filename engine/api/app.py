@@ -23,7 +23,7 @@ from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
-from engine.errors import Diagnostic, LimitExceeded, PolicyError, SituationError
+from engine.errors import Diagnostic, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.loader import served_table_reader
 from engine.policy.publish import audit, audit_entries, now_text, publish
@@ -145,6 +145,10 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     async def bad_situation(request: Request, exc: SituationError):
         return _error(422, "invalid_situation", [f.to_dict() for f in exc.faults])
 
+    @app.exception_handler(PolicyCheckFailed)
+    async def check_failed(request: Request, exc: PolicyCheckFailed):
+        return _error(422, "policy_check_failed", exc.failures)
+
     @app.exception_handler(UnknownCity)
     async def unknown_city(request: Request, exc: UnknownCity):
         known = ", ".join(sorted(store.registry.cities))
@@ -182,11 +186,18 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
         return [describe.city_summary(v) for _, v in sorted(store.registry.cities.items())]
 
     @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
-    def city(city: str, version: str | None = None) -> dict:
+    def city(city: str, version: str | None = None) -> Any:
         versions = store.registry.cities.get(city)
         if not versions:
             raise UnknownCity(city)
-        chosen = next((p for p in versions if p.meta.version == version), versions[-1])
+        if version is None:
+            return describe.policy_detail(versions[-1])
+        chosen = next((p for p in versions if p.meta.version == version), None)
+        if chosen is None:
+            known = ", ".join(p.meta.version for p in versions)
+            return _error(404, "unknown_version", [{"path": "version",
+                                                    "message": f"{city} has no version '{version}' (versions: {known})",
+                                                    "message_zh": f"{city} 没有版本“{version}”（现有版本：{known}）"}])
         return describe.policy_detail(chosen)
 
     @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,

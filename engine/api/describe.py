@@ -32,6 +32,8 @@ def policy_detail(policy: Policy) -> dict:
     tables = {name: {"label": vars(t.label), "key": t.key, "columns": list(t.columns), "file": t.file,
                      "rows": len(t.index), "source": t.source, "assumed": t.assumed, "note": t.note}
               for name, t in policy.tables.items()}
+    checks = [c.describe() for c in policy.checks]
     return {"policy": policy.meta.to_dict(), "parameters": params, "variables": variables, "tables": tables,
+            "checks": checks,
             "stages": [{"entity": e, "variables": names} for e, names in policy.plan.stages()],
             "assumed": policy.assumed, "digest": policy.digest}

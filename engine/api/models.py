@@ -74,6 +74,14 @@ class Warning(BaseModel):
     message: str
     message_zh: str | None = None
     rows: int | None = None
+    parameters: list[str] | None = None  # parameters_overridden: the names the request replaced
+    check: str | None = Field(None, description="policy_check: the check's name")
+    entity: str | None = None
+    severity: str | None = None
+    source: str | None = Field(None, description="policy_check: the clause the check cites")
+    assumed: str | None = None
+    ids: list[str] | None = Field(None, description="policy_check: the first failing rows' ids; claims_outside_period: the first ids left out")
+    paths: list[str] | None = Field(None, description="policy_check: their JSON paths")
 
 
 class Result(BaseModel):
@@ -91,6 +99,9 @@ class Fault(BaseModel):
     path: str = Field(examples=["entities.claim[3].total_cost"])
     message: str
     message_zh: str | None = None
+    check: str | None = Field(None, description="policy_check_failed: the check's name; with it come entity, "
+                                                 "severity, source or assumed, count, ids and paths of the "
+                                                 "first failing rows")
 
 
 class ErrorBody(BaseModel):

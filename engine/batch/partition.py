@@ -11,23 +11,37 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.batch.io import entity_columns
 from engine.compile.compiler import Compiler
 from engine.compile.functions import FUNCTIONS
 from engine.dsl import typed as T
+from engine.errors import InputFault
 from engine.plan.rounds import Aggregation
 from engine.policy.spec import Policy
+from engine.run import exact
 from engine.run.builtins import gather
-from engine.run.columns import EntityColumns, build_population
+from engine.run.columns import (
+    EntityColumns,
+    build_population,
+    date_window,
+    outside,
+    outside_warning,
+    required_inputs,
+)
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
-from engine.run.money import MICRO, micro_units, round_half_up
+from engine.run.money import round_half_up
 from engine.run.population import Population
 
-PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("total", pa.float64()),
-                            ("micro", pa.int64()), ("exact", pa.bool_()), ("rows", pa.int64()),
+# One row per (aggregation, parent) with limb null: the count, min and max; one row per (aggregation,
+# parent, limb position) with the exact integer sum of that limb (engine/run/exact.py). Limb sums of
+# partitions add up as integers, so any partitioning gives the sum of a whole run.
+PARTIAL_SCHEMA = pa.schema([("key", pa.string()), ("parent", pa.string()), ("limb", pa.int64()),
+                            ("value", pa.int64()), ("rows", pa.int64()),
                             ("low", pa.float64()), ("high", pa.float64())])
+PARTIAL_SPARK_SCHEMA = "key string, parent string, limb long, value long, rows long, low double, high double"
 ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "string": pa.string(), "date": pa.date32()}
 
 
@@ -153,24 +167,28 @@ def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: 
             keep &= frame.full(compiler.expr(agg.node.where)(frame)).astype(bool)
         groups = pop.parent_index(big, agg.path)[keep]
         size = pop.sizes[agg.parent]
-        rows = np.bincount(groups, minlength=size)
-        total = np.bincount(groups, weights=values[keep], minlength=size)
-        q = micro_units(values[keep])
-        micro = np.zeros(size, dtype=np.int64)
-        if q is not None:
-            np.add.at(micro, groups, q)
-        low, high = np.full(size, np.inf), np.full(size, -np.inf)
-        np.minimum.at(low, groups, values[keep])
-        np.maximum.at(high, groups, values[keep])
-        present = np.flatnonzero(rows > 0)
-        parent_ids = [str(i) for i in list(pop.ids[agg.parent])]
-        parts.append(pa.table({"key": pa.array([encode_key(key)] * len(present), pa.string()),
-                               "parent": pa.array([parent_ids[i] for i in present], pa.string()),
-                               "total": total[present], "micro": micro[present],
-                               "exact": np.full(len(present), q is not None),
-                               "rows": rows[present].astype(np.int64),
-                               "low": low[present], "high": high[present]}, schema=PARTIAL_SCHEMA))
+        parts.append(_partial_table(encode_key(key), [str(i) for i in list(pop.ids[agg.parent])],
+                                    values[keep], groups, size))
     return pa.concat_tables(parts) if parts else PARTIAL_SCHEMA.empty_table()
+
+
+def _partial_table(key: str, parent_ids: list[str], values: np.ndarray, groups: np.ndarray, size: int) -> pa.Table:
+    """One aggregation's partial rows: a stats row per parent present, a row per nonzero limb sum."""
+    rows = np.bincount(groups, minlength=size)
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    np.minimum.at(low, groups, values)
+    np.maximum.at(high, groups, values)
+    sums, base = exact.partial_sums(values, groups, size)
+    present = np.flatnonzero(rows > 0)
+    parent, limb = np.nonzero(sums)
+    n, m = len(present), len(parent)
+    return pa.table({"key": pa.array([key] * (n + m), pa.string()),
+                     "parent": pa.array([parent_ids[i] for i in present.tolist() + parent.tolist()], pa.string()),
+                     "limb": pa.array([None] * n + (limb + base).tolist(), pa.int64()),
+                     "value": np.concatenate([np.zeros(n, np.int64), sums[parent, limb].astype(np.int64)]),
+                     "rows": np.concatenate([rows[present], np.zeros(m, np.int64)]).astype(np.int64),
+                     "low": np.concatenate([low[present], np.full(m, np.inf)]),
+                     "high": np.concatenate([high[present], np.full(m, -np.inf)])}, schema=PARTIAL_SCHEMA)
 
 
 def encode_key(key: tuple) -> str:
@@ -184,17 +202,28 @@ def combine_aggregation(agg: Aggregation, parent_ids: list[str], partials: list[
 
 
 def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarray:
-    """The aggregation over the driver's parent rows from (parent, total, micro, exact, rows, low,
-    high) sums; exact millionths when every partition had them, as a local run sums."""
+    """The aggregation over the driver's parent rows from partial rows (parent, limb, value, rows,
+    low, high) of any number of partitions: exact sums, as a local run sums."""
     where = {pid: i for i, pid in enumerate(parent_ids)}
     size = len(parent_ids)
-    exact = all(p[3] for p in partials)
-    total, rows, low, high = np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size)
-    for parent, t, micro, _, n, lo, hi in partials:
+    rows, low, high = np.zeros(size), np.full(size, np.inf), np.full(size, -np.inf)
+    limbs: dict[int, dict[int, int]] = {}
+    for parent, limb, value, n, lo, hi in partials:
         i = where.get(parent)
-        if i is not None:
-            total[i] = int(micro) / MICRO if exact else t
-            rows[i], low[i], high[i] = n, lo, hi
+        if i is None:
+            continue
+        if limb is None:
+            rows[i] += n
+            low[i], high[i] = min(low[i], lo), max(high[i], hi)
+        else:
+            by_limb = limbs.setdefault(i, {})
+            by_limb[int(limb)] = by_limb.get(int(limb), 0) + int(value)
+    total = np.zeros(size)
+    for i, by_limb in limbs.items():
+        base = min(by_limb)
+        total[i] = exact.integer_to_float(
+            sum(v << (exact.LIMB_BITS * (b - base)) for b, v in by_limb.items()), base)
+    low[rows == 0], high[rows == 0] = 0.0, 0.0
     if how == "sum":
         return total
     if how == "count":
@@ -233,3 +262,54 @@ def driver_population(policy: Policy, small: dict[str, EntityColumns], big: str,
         stand_in.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
     pop, _ = build_population(policy.model, {**small, big: stand_in}, np.datetime64(period_end, "D"))
     return pop
+
+
+# ---- inputs of a batch: rows outside the period, required inputs (批量输入检查) -------------------
+
+def claims_in_period(policy: Policy, claims: pa.Table, big: str, start, end) -> tuple[pa.Table, dict | None]:
+    """The claims dated inside the period and the policy's effective dates, and the warning for
+    the others (None when every claim is inside)."""
+    date = policy.model.entities[big].date
+    if not date or date not in claims.column_names or not claims.num_rows:
+        return claims, None
+    window = date_window(policy, start, end)
+    dates = claims[date]
+    if not (pa.types.is_date(dates.type) or pa.types.is_timestamp(dates.type)):
+        dates = pc.cast(dates, pa.date32())
+    out = outside(dates.to_numpy(zero_copy_only=False).astype("datetime64[D]"), window)
+    if not out.any():
+        return claims, None
+    ids = pc.cast(claims["id"], pa.string()).filter(pa.array(out)).slice(0, 10).to_pylist()
+    return claims.filter(pa.array(~out)), outside_warning(big, date, window, ids, int(out.sum()))
+
+
+def given_masks(small: dict[str, EntityColumns], claims: pa.Table, big: str) -> dict[tuple[str, str], np.ndarray]:
+    """For each column present, the rows where it holds a value."""
+    masks = {(name, var): np.asarray(mask, bool) for name, cols in small.items() for var, mask in cols.given.items()}
+    for column in claims.column_names:
+        masks[(big, column)] = ~claims[column].is_null().to_numpy(zero_copy_only=False)
+    return masks
+
+
+def required_faults_of_files(policy: Policy, masks: dict[tuple[str, str], np.ndarray], sizes: dict[str, int],
+                             files: dict[str, str], most: int = 5) -> list[InputFault]:
+    """Inputs without a default that the settlement needs, missing in a file: the file and column,
+    and the first rows (0 = the first data row)."""
+    wanted = {s.key for s in policy.plan.steps if sizes.get(s.variable.entity, 0)}
+    faults = []
+    needed = required_inputs(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
+    for (entity, name), reader in sorted(needed.items()):
+        if not sizes.get(entity):
+            continue
+        mask = masks.get((entity, name))
+        rows = np.arange(sizes[entity]) if mask is None else np.flatnonzero(~mask)
+        if not len(rows):
+            continue
+        place = f"{files.get(entity, entity)}:{name}"
+        shown = ", ".join(str(r) for r in rows[:most].tolist()) + (", …" if len(rows) > most else "")
+        what = "the column is missing" if mask is None else f"{len(rows)} row(s) empty, first rows {shown}"
+        faults.append(InputFault(place, f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has no "
+                                        f"default: {what}",
+                                 f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值："
+                                 + ("缺少该列" if mask is None else f"{len(rows)} 行为空，前几行 {shown}")))
+    return faults

@@ -16,11 +16,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.batch import partition
-from engine.batch.io import check_table, entity_file, read_entities, read_table, staged_output, write_entity
+from engine.batch.io import (
+    check_table,
+    entity_columns,
+    entity_file,
+    read_entities,
+    read_table,
+    staged_output,
+    write_entity,
+)
 from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
+from engine.run import policy_checks as checks
 from engine.run.checks import joined_links
 from engine.run.columns import EntityColumns, build_population
 from engine.run.evaluate import run_step
@@ -61,12 +70,19 @@ def folder_period(folder: Path, given: str | None) -> Period:
                                      "请用 --period 指定期间，或在数据目录放 meta.json")])
 
 
-def load(policy: Policy, folder: Path, period: Period) -> Population:
-    """Read every entity file present and assemble the population."""
-    data = read_entities(policy.model, folder)
-    if not data:
+def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | None = None) -> Population:
+    """Read every entity file present and assemble the population: claims outside the period are
+    left out (a warning in `left_out`), required inputs must be there."""
+    small = read_entities(policy.model, folder, skip=(BIG,))
+    path = entity_file(folder, BIG)
+    if not small and path is None:
         raise SituationError([InputFault(str(folder), "no entity files (claim.parquet, institution.csv, …) found",
                                          "未找到实体文件")])
+    claims, warning = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
+    if warning and left_out is not None:
+        left_out.append(warning)
+    _check_required(policy, folder, small, claims)
+    data = {**small, BIG: entity_columns(claims, policy.model.entities[BIG], path.name)} if path else small
     pop, unknown = build_population(policy.model, data, np.datetime64(period.end, "D"))
     if unknown:
         raise SituationError([InputFault(f"{u.entity}[{u.row}].{u.link}",
@@ -115,8 +131,9 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
     small = _small_entities(policy, folder)
-    claims = _claims(policy, folder)
+    claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     _check_links(policy, small, claims)
+    _check_required(policy, folder, small, claims)
     keys = partition.derived_keys(policy, BIG, claims.column_names)
     rows = distinct_keys(claims, keys)
     pop = partition.driver_population(policy, small, BIG, keys, rows, str(period.end))
@@ -127,14 +144,16 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     ctx, done = RunContext(policy), []
     whole = None  # one chunk: its population is built once and kept across rounds
     last_claim_round = max((r for r in range(rounds.count) if rounds.claim_steps[r]), default=-1)
-    stream = len(chunks) > 1 and not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
+    claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG]
+    stream = len(chunks) > 1 and not claim_checks and \
+        not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
     writer = ClaimWriter(out / f"{BIG}.parquet", policy, [s.variable.name for g in rounds.claim_steps for s in g])
     for r in range(rounds.count):
         names = [s.variable.name for s in rounds.claim_steps[r]]
         aggregations = [a.key for a in rounds.aggregations[r]]
         if names or aggregations:
             state = partition.state_of(pop, BIG)
-            sums: dict[str, dict[str, list]] = {}
+            sums: dict[str, list[tuple]] = {}
             for i, rows in enumerate(chunks):
                 if rows is None:
                     if whole is None:
@@ -160,16 +179,20 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
             done += names
             for agg in rounds.aggregations[r]:
                 ids = [str(x) for x in list(pop.ids[agg.parent])]
-                found = sums.get(partition.encode_key(agg.key), {})
-                ctx.precomputed[agg.key] = partition.combine_aggregation(agg, ids,
-                                                                         [(p, *v) for p, v in found.items()])
+                ctx.precomputed[agg.key] = partition.combine_aggregation(
+                    agg, ids, sums.get(partition.encode_key(agg.key), []))
         for step in rounds.small_steps[r]:
             run_step(step, pop, ctx)
             if on_step:
                 on_step(f"{step.variable.entity}.{step.variable.name}")
+    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    failures = checks.found([c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG], pop, ctx,
+                            json_paths=False)
+    if claim_checks and claims.num_rows:
+        failures += _claim_check_failures(policy, claims, chunks, results, whole, pop, period, done, ctx)
+    checked = checks.verdict(checks.merge(failures))  # raises on an error check: nothing is written
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
     write(policy, pop, small_steps, out)
     money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
     if whole is not None:
@@ -183,8 +206,40 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
     summary.rows[BIG] = claims.num_rows
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = list(ctx.warnings.values())
+    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     return summary
+
+
+def _check_required(policy: Policy, folder: Path, small: dict[str, EntityColumns], claims: pa.Table) -> None:
+    """Every input without a default that the settlement needs is in its file, on every row."""
+    sizes = {name: len(cols) for name, cols in small.items()}
+    sizes[BIG] = claims.num_rows
+    files = {name: path.name for name in policy.model.entities if (path := entity_file(folder, name))}
+    faults = partition.required_faults_of_files(policy, partition.given_masks(small, claims, BIG), sizes, files)
+    if faults:
+        raise SituationError(faults)
+
+
+
+def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, results: list[dict],
+                          whole: Population | None, pop: Population, period: Period, done: list[str],
+                          ctx: RunContext) -> list[dict]:
+    """The claim checks over every chunk, once all claim steps have run, with the small entities'
+    final values."""
+    state = partition.state_of(pop, BIG)
+    steps = [c for c in policy.plan.checks if c.check.entity == BIG]
+    failures: list[dict] = []
+    for i, rows in enumerate(chunks):
+        if rows is None and whole is not None:
+            partition.install(whole, state)
+            chunk_pop = whole
+        else:
+            table = claims if rows is None else claims.take(rows)
+            for name, values in results[i].items():
+                table = table.append_column(name, values)
+            chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
+        failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
+    return failures
 
 
 def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
@@ -192,11 +247,13 @@ def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
     """All claims in memory at once: for a policy whose claim formulas need every claim together."""
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
-    pop = load(policy, folder, period)
+    left_out: list[dict] = []
+    pop = load(policy, folder, period, left_out)
     summary.seconds["read"] = time.perf_counter() - started
     ctx = RunContext(policy)
     t = time.perf_counter()
     steps = evaluate_all(policy, pop, ctx, on_step)
+    checked = checks.verdict(checks.found(policy.plan.checks_for(steps), pop, ctx, json_paths=False))  # raises on an error
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
     write(policy, pop, steps, out)
@@ -204,7 +261,7 @@ def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v}
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = list(ctx.warnings.values())
+    summary.warnings = left_out + list(ctx.warnings.values()) + checked
     return summary
 
 
@@ -283,15 +340,10 @@ def chunk_rows_of(claims: pa.Table, rows: int) -> list[np.ndarray | None]:
 
 
 def _add_partials(sums: dict, partials: pa.Table) -> None:
-    """Add one chunk's partial aggregates: exact millionths as Python integers."""
+    """Keep one chunk's partial rows by aggregation; `partition.combine` adds them up exactly."""
     for row in partials.to_pylist():
-        entry = sums.setdefault(row["key"], {}).setdefault(row["parent"], [0.0, 0, True, 0, np.inf, -np.inf])
-        entry[0] += row["total"]
-        entry[1] += row["micro"]
-        entry[2] = entry[2] and row["exact"]
-        entry[3] += row["rows"]
-        entry[4] = min(entry[4], row["low"])
-        entry[5] = max(entry[5], row["high"])
+        sums.setdefault(row["key"], []).append((row["parent"], row["limb"], row["value"], row["rows"],
+                                                row["low"], row["high"]))
 
 
 class ClaimWriter:

@@ -87,7 +87,12 @@ class Generator:
         return {"id": _ids("H", n_inst), "community": pc.binary_join_element_wise(
                     "C", pc.cast(pa.array(rng.integers(0, n_comm, n_inst)), pa.string()), ""),
                 "level": level.astype(float), "grade_a": rng.random(n_inst) < np.where(level > 1, 0.5, 0.1),
-                "status": status, "_n_comm": n_comm}
+                "status": status, "kind": self._kinds(n_inst), "_n_comm": n_comm}
+
+    def _kinds(self, n: int) -> np.ndarray:
+        """Institution kinds: the ones the policy's formulas name, mostly the first (a required field)."""
+        kinds = sorted(self.usage.literals.get(("institution", "kind"), set())) or ["general"]
+        return np.array(kinds)[np.where(self.rng.random(n) < 0.8, 0, self.rng.integers(0, len(kinds), n))]
 
     def claims(self, inst: dict) -> dict:
         rng, n = self.rng, self.n
@@ -130,6 +135,8 @@ class Generator:
                 cost = scale[group] * rng.lognormal(0, 0.45, n)
         cols["total_cost"] = np.round(cost, 2)
         cols["self_pay_items"] = np.round(cost * rng.uniform(0, 0.08, n), 2)
+        admit = np.minimum(admit, np.datetime64(f"{year}-12-31") - los.astype("timedelta64[D]"))
+        cols["admit_date"] = admit  # discharged within the year: a claim belongs to its discharge year
         cols["discharge_date"] = admit + los.astype("timedelta64[D]")
         cols["los_days"] = los.astype(float)
         chained = np.flatnonzero(rng.random(n) < 0.05)
@@ -161,8 +168,12 @@ class Generator:
                 cols[name] = rng.choice(options, size=n) if options else np.full(n, "")
             elif var.type == "date":
                 continue
+            elif var.unit == "yuan" and name.endswith("_spending"):  # a whole year's spending: a budget's base
+                cols[name] = np.round(volume * rng.uniform(1.0, 1.2, n), 2)
             elif var.unit == "yuan":
                 cols[name] = np.round(volume * rng.uniform(0.1, 0.25, n), 2)
+            elif var.unit == "ratio" and name.endswith("_share"):  # a share of a budget: most of it
+                cols[name] = np.round(rng.uniform(0.6, 0.9, n), 4)
             elif var.unit == "yuan_per_person":
                 cols[name] = np.round(rng.uniform(50, 300, n), 2)
             elif var.unit == "ratio":

@@ -13,7 +13,7 @@ from engine.dsl.checker import Checker
 from engine.errors import Diagnostic, FormulaError, PolicyError
 from engine.plan import plan as planning
 from engine.policy.loader import Draft, read_policy_file, read_policy_text
-from engine.policy.spec import Policy
+from engine.policy.spec import Policy, PolicyCheck
 from engine.policy.values import TableReader, disk_tables
 
 
@@ -32,6 +32,7 @@ def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = 
 def build(draft: Draft) -> Policy:
     """The policy of a draft with its plan attached."""
     draft.policy.plan = plan(draft)
+    draft.policy.checks = [c.check for c in draft.policy.plan.checks]
     return draft.policy
 
 
@@ -47,9 +48,10 @@ def plan(draft: Draft) -> planning.Plan:
             draft.formula_problem(var, err)
             continue
         steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked, (var.entity, var.name)))
+    checks = [c for c in (compile_check(draft, checker, compiler, check) for check in draft.checks) if c]
     draft.fail_if_problems()
     try:
-        return planning.build(steps)
+        return planning.build(steps, checks)
     except planning.CycleError as err:
         loop = err.args[1][::-1]  # graphlib lists each step before the one that uses it
         first = steps[loop[0]].variable
@@ -60,3 +62,22 @@ def plan(draft: Draft) -> planning.Plan:
             f"以下公式相互依赖形成循环：{names}（每一项都用到下一项）；请打破循环",
             draft.source.key_location(first.path)))
         raise PolicyError(draft.problems) from None
+
+
+def compile_check(draft: Draft, checker: Checker, compiler: Compiler, check: PolicyCheck) -> planning.CheckStep | None:
+    """Check and compile one policy check like a formula variable; its formula must give yes/no."""
+    var = check.as_variable()
+    try:
+        checked = checker.check(var)
+    except FormulaError as err:
+        if err.code == "wrong_result_type":
+            gives_en = err.en.split(" but ")[0].removeprefix("the formula ")  # "gives a number"
+            gives_zh = err.zh.split("，")[0].removeprefix("公式")  # "结果是数字"
+            err = FormulaError("check_not_boolean",
+                               f"the check '{check.name}' must be a yes/no formula (true where the row is "
+                               f"fine), e.g. points_budget >= 0; this one {gives_en}",
+                               f"校验“{check.name}”必须是结果为是/否的公式（行无误时为真），例如 points_budget >= 0；"
+                               f"此公式{gives_zh}", 0)
+        draft.formula_problem(var, err)
+        return None
+    return planning.CheckStep(check, checked, compiler.compile(checked, (check.entity, var.name)))

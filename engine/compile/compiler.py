@@ -110,7 +110,7 @@ class Compiler:
             v = value(frame)
             hit = np.zeros(np.shape(v), dtype=bool)
             for opt in options:
-                hit = hit | (v == opt(frame))
+                hit = hit | builtins.BINARY["=="](v, opt(frame))
             return ~hit if negate else hit
         return member
 

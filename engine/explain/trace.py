@@ -92,8 +92,7 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
             columns[label(node)] = ("column", isinstance(node, T.Var) and bool(node.money),
                                     frame.full(compiler.expr(node)(frame)))
         functions = functions_of(step.checked.node)
-        params = {p: {"source": policy.parameters[p].source, "assumed": policy.parameters[p].assumed}
-                  for p in sorted(step.checked.params)}
+        params = {p: _parameter_provenance(policy, ctx, p) for p in sorted(step.checked.params)}
         children = _children(policy, pop, step, var.entity, n)
         parents = _parents(pop, step, var.entity, n)
         supplied = pop.supplied.get(var.entity, {}).get(var.name)
@@ -134,6 +133,17 @@ def _version_rows(policy: Policy, ctx: RunContext, frame: Frame, name: str) -> t
         return versions, None
     idx = np.asarray(policy.parameters[name].version_index(frame.dates()))
     return versions, np.broadcast_to(idx.reshape(-1) if idx.ndim else idx, (frame.size,))
+
+
+OVERRIDDEN = "overridden by the request (请求覆盖)"
+
+
+def _parameter_provenance(policy: Policy, ctx: RunContext, name: str) -> dict:
+    """The clause of a parameter, or that the request replaced it (then no clause is cited)."""
+    if name in ctx.overrides:
+        return {"source": None, "assumed": None, "overridden": True, "note": OVERRIDDEN}
+    param = policy.parameters[name]
+    return {"source": param.source, "assumed": param.assumed}
 
 
 def _parents(pop: Population, step: Step, entity: str, rows: int) -> dict[str, list]:

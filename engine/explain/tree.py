@@ -42,7 +42,8 @@ def render_tree(trace: dict, key: str, depth: int = 0, seen: set | None = None, 
             lines.append(render_tree(trace, child, depth + 1, seen, max_depth))
             continue
         where = params.get(name, {})
-        clause = f"  [{where['source']}]" if where.get("source") else \
+        clause = f"  [{where['note']}]" if where.get("overridden") else \
+            f"  [{where['source']}]" if where.get("source") else \
             (f"  [assumed: {where['assumed']}]" if where.get("assumed") else "")
         lines.append(f"{pad}    · {name} = {_fmt(value)}{clause}")
         above = (node.get("parents") or {}).get(name)

@@ -9,6 +9,7 @@ from typing import Any
 
 from engine.dsl.checker import Checked
 from engine.model.spec import Variable
+from engine.policy.spec import PolicyCheck
 
 Key = tuple[str, str]  # (entity, variable)
 
@@ -31,14 +32,41 @@ class Step:
 
 
 @dataclass
+class CheckStep:
+    """One policy check, compiled: a yes/no column of its entity, true where the row is fine."""
+
+    check: PolicyCheck
+    checked: Checked
+    fn: Callable[[Any], Any]
+
+    @property
+    def reads(self) -> set[Key]:
+        """The variables the check's formula reads (inputs and formulas)."""
+        return self.checked.deps
+
+
+@dataclass
 class Plan:
-    """Steps in an order where every step comes after what it reads."""
+    """Steps in an order where every step comes after what it reads; the policy's checks."""
 
     steps: list[Step]
     by_key: dict[Key, Step] = field(default_factory=dict)
+    checks: list[CheckStep] = field(default_factory=list)
 
     def __post_init__(self):
         self.by_key = {s.key: s for s in self.steps}
+
+    def checks_for(self, steps: list[Step]) -> list[CheckStep]:
+        """The checks a run of `steps` makes: those whose formula variables are all computed by the
+        run; a check that reads inputs only, when the run computes some variable of its entity."""
+        done = {s.key for s in steps}
+        entities = {k[0] for k in done}
+        out = []
+        for check in self.checks:
+            formulas = {k for k in check.reads if k in self.by_key}
+            if formulas <= done if formulas else check.check.entity in entities:
+                out.append(check)
+        return out
 
     def needed(self, wanted: set[Key]) -> list[Step]:
         """The steps required for `wanted`, in evaluation order."""
@@ -76,9 +104,10 @@ def order(steps: dict[Key, Step]) -> list[Key] | list[Key]:
     return list(graph.static_order())
 
 
-def build(steps: dict[Key, Step]) -> Plan:
-    """A plan from compiled steps; CycleError (args[1] is the loop) when formulas depend on each other."""
-    return Plan([steps[k] for k in order(steps)])
+def build(steps: dict[Key, Step], checks: list[CheckStep] | None = None) -> Plan:
+    """A plan from compiled steps and checks; CycleError (args[1] is the loop) when formulas depend
+    on each other."""
+    return Plan([steps[k] for k in order(steps)], checks=list(checks or []))
 
 
-__all__ = ["CycleError", "Plan", "Step", "build"]
+__all__ = ["CheckStep", "CycleError", "Plan", "Step", "build"]

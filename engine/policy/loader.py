@@ -10,7 +10,7 @@ import datetime as dt
 import difflib
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
 from engine.policy.schema import schema_diagnostics
-from engine.policy.spec import Policy, PolicyMeta
+from engine.policy.spec import Policy, PolicyCheck, PolicyMeta
 from engine.policy.values import (
     TableReader,
     build_parameter,
@@ -59,6 +59,7 @@ class Draft:
     formulas: list[Variable]
     source: SourceText
     problems: list[Diagnostic]
+    checks: list[PolicyCheck] = field(default_factory=list)
 
     def formula_problem(self, var: Variable, err: FormulaError) -> None:
         """Record an error in `var`'s formula at its line and column in the file."""
@@ -163,13 +164,15 @@ class _Builder:
                 tables[name] = table
         model = Model.from_data(_base_model_data())
         formulas = self.variables(model, parameters)
+        checks = self.checks(model)
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
         policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
             [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
-            [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed]
-        return Draft(policy, formulas, self.source, self.problems)
+            [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \
+            [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed]
+        return Draft(policy, formulas, self.source, self.problems, checks)
 
     def meta(self) -> PolicyMeta:
         p = self.data["policy"]
@@ -228,6 +231,51 @@ class _Builder:
                     continue
                 formulas.append(var)
         return formulas
+
+    def checks(self, model: Model) -> list[PolicyCheck]:
+        """The `checks:` section: per entity, named yes/no formulas with a severity, a bilingual
+        message and their clause; formulas parsed (checked and compiled with the variables)."""
+        out: list[PolicyCheck] = []
+        for entity_name, declared in (self.data.get("checks") or {}).items():
+            if self.unknown_entity(model, "checks", entity_name):
+                continue
+            for name, spec in (declared or {}).items():
+                check = self.check(entity_name, name, spec)
+                if check is not None:
+                    out.append(check)
+        return out
+
+    def unknown_entity(self, model: Model, section: str, entity_name: str) -> bool:
+        """Record a diagnostic if `entity_name` (a key of `section`) is not an entity of the model."""
+        if entity_name in model.entities:
+            return False
+        hint = difflib.get_close_matches(entity_name, list(model.entities), n=1)
+        self.problems.append(Diagnostic(
+            "unknown_entity", f"'{entity_name}' is not an entity of the model"
+            + (f"; did you mean '{hint[0]}'?" if hint else f" ({', '.join(model.entities)})"),
+            f"“{entity_name}”不是模型中的实体" + (f"；是否应为“{hint[0]}”？" if hint else ""),
+            self.source.key_location((section, entity_name))))
+        return True
+
+    def check(self, entity_name: str, name: str, spec: dict) -> PolicyCheck | None:
+        """One check declaration, its formula parsed; None (with a diagnostic) when it cannot be read."""
+        path = ("checks", entity_name, name)
+        formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else \
+            self.source.text_as_written((*path, "formula"), str(spec["formula"]))
+        check = PolicyCheck(name, entity_name, formula, spec["severity"], label_of(spec["message"]),
+                            spec.get("source"), spec.get("assumed"), spec.get("note"), path)
+        if not (check.source or check.assumed):
+            self.problems.append(Diagnostic(
+                "missing_provenance",
+                f"check '{name}' must cite its clause (source: 四（四）2) or say why it is assumed (assumed: …)",
+                f"校验“{name}”必须注明条款出处（source）或说明假设理由（assumed）", self.source.key_location(path)))
+        try:
+            check.node = parse_formula(formula)
+        except FormulaError as err:
+            self.problems.append(Diagnostic(err.code, err.en, err.zh,
+                                            self.source.location((*path, "formula"), err.offset)))
+            return None
+        return check
 
     def formula_problem(self, var: Variable, err: FormulaError) -> None:
         path = (*var.path, "formula")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.model.model import Model
-from engine.model.spec import Label
+from engine.model.spec import Label, Variable
 
 
 @dataclass
@@ -84,6 +84,44 @@ class PolicyMeta:
                               "to": self.effective_to.isoformat() if self.effective_to else None}}
 
 
+SEVERITIES = ("error", "warning")
+
+
+@dataclass
+class PolicyCheck:
+    """An invariant of the policy, checked on every row of one entity (政策校验).
+
+    `formula` is a yes/no formula, true where the row is fine; `severity` `error` stops the run
+    and names the failing rows, `warning` is reported beside the result."""
+
+    name: str
+    entity: str
+    formula: str
+    severity: str
+    message: Label
+    source: str | None = None
+    assumed: str | None = None
+    note: str | None = None
+    path: tuple = ()
+    node: Any = None  # the parsed formula
+
+    @property
+    def clause(self) -> str:
+        """The clause cited, or 'assumed: why'."""
+        return self.source or f"assumed: {self.assumed}"
+
+    def as_variable(self) -> Variable:
+        """The check as a yes/no formula variable of its entity, for the checker and compiler."""
+        return Variable(name=f"check.{self.name}", entity=self.entity, type="bool", formula=self.formula,
+                        node=self.node, source=self.source, assumed=self.assumed, path=self.path)
+
+    def describe(self) -> dict:
+        """The check as JSON (API, page, validate)."""
+        return {"entity": self.entity, "name": self.name, "formula": " ".join(self.formula.split()),
+                "severity": self.severity, "message": {"zh": self.message.zh, "en": self.message.en},
+                "source": self.source, "assumed": self.assumed, "note": self.note}
+
+
 @dataclass
 class Policy:
     meta: PolicyMeta
@@ -94,6 +132,7 @@ class Policy:
     digest: str
     plan: Any = None  # engine.plan.Plan, attached after checking
     assumed: list[str] = field(default_factory=list)
+    checks: list[PolicyCheck] = field(default_factory=list)
 
     @property
     def id(self) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from engine.run import exact
 from engine.run.frame import Frame
 from engine.run.money import allocate, group_sum, out_of_range_groups, round_half_up
 
@@ -17,8 +17,7 @@ __all__ = ["allocate", "out_of_range_groups"]
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": np.add, "-": np.subtract, "*": np.multiply,
     "and": np.logical_and, "or": np.logical_or,
-    "==": operator.eq, "!=": operator.ne, "<": np.less, "<=": np.less_equal,
-    ">": np.greater, ">=": np.greater_equal,
+    **exact.COMPARISONS,  # numbers on an edge fall on the side the rule states (engine/run/exact.py)
 }
 
 
@@ -250,6 +249,8 @@ def cumulative(amount, edges, rates, base=None):
     low = 0.0
     for i, rate in enumerate(rates):
         high = cuts[i] if i < len(cuts) else np.inf
+        if i < len(cuts):
+            x = exact.snap(x, high)  # an amount on an edge up to float noise is on it
         piece = np.clip(x - low, 0.0, None)
         piece = np.minimum(piece, np.maximum(high - low, 0.0)) if i < len(cuts) else piece
         total = total + piece * np.asarray(rate, dtype=float)
@@ -263,7 +264,7 @@ def step(frame: Frame, x, edges, values, left_closed: bool):
     x = np.asarray(x, dtype=float)
     index = np.zeros(np.shape(x), dtype=np.int64)
     for edge in edges:
-        index = index + (x >= edge if left_closed else x > edge)
+        index = index + (exact.greater_equal(x, edge) if left_closed else exact.greater(x, edge))
     if index.ndim == 0:
         return values[int(index)]
     picked = [frame.full(v) for v in values]

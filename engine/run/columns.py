@@ -6,10 +6,14 @@ so both reach the engine the same way. Vectorized: no loop over rows.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
+from engine.errors import InputFault
 from engine.model.model import Model
 from engine.run.population import Population
 
@@ -148,17 +152,21 @@ def build_population(model: Model, data: dict[str, EntityColumns],
             unknown.extend(UnknownLink(name, link, int(r), v) for r, v in zip(bad[:100], names, strict=False))
     columns: dict[str, dict[str, np.ndarray]] = {}
     supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    missing: dict[str, dict[str, np.ndarray]] = {}
     for name, entity in model.entities.items():
         given = data.get(name, empty)
-        columns[name], supplied[name] = {}, {}
+        columns[name], supplied[name], missing[name] = {}, {}, {}
         for vname, var in entity.variables.items():
             if vname in entity.links:
                 continue
             if var.is_input:
                 columns[name][vname] = given.values.get(vname, default_column(var, sizes[name]))
+                if var.default is None:  # required when a computed output needs it
+                    mask = given.given.get(vname)
+                    missing[name][vname] = np.ones(sizes[name], bool) if mask is None else ~np.asarray(mask, bool)
             elif vname in given.values and given.given.get(vname, np.zeros(0, bool)).any():
                 supplied[name][vname] = (given.values[vname], given.given[vname])
-    pop = Population(model, sizes, ids, columns, links, supplied)
+    pop = Population(model, sizes, ids, columns, links, supplied, missing=missing)
     for name, entity in model.entities.items():
         if entity.date and sizes[name]:
             dates = columns[name][entity.date]
@@ -176,3 +184,98 @@ def default_column(var, n: int) -> np.ndarray:
     if var.type == "string":  # np.full(n, "inpatient", dtype=str) would keep only "i"
         return np.full(n, default, dtype=np.array(default).dtype)
     return np.full(n, default, dtype={"number": float, "bool": bool}[var.type])
+
+
+# ---- required inputs (必填输入) ---------------------------------------------------------------
+
+def required_inputs(policy, wanted: set[tuple[str, str]],
+                    complete: Callable[[tuple[str, str]], bool]) -> dict[tuple[str, str], tuple[str, str]]:
+    """Inputs without a default that the wanted outputs depend on, each with the first formula
+    variable that reads it. A formula variable given on every row (`complete`) needs nothing.
+    (The chain order fields are not required: a chain orders rows without dates by input order.)"""
+    plan, model = policy.plan, policy.model
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    seen: set[tuple[str, str]] = set()
+    stack = [(k, k) for k in wanted]
+    while stack:
+        key, reader = stack.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        step = plan.by_key.get(key)
+        if step is None:
+            var = model.entities[key[0]].variables.get(key[1])
+            if var is not None and var.is_input and var.default is None and key[1] not in model.entities[key[0]].links:
+                found.setdefault(key, reader)
+            continue
+        if complete(key):
+            continue
+        stack.extend((d, key) for d in step.checked.deps if d not in seen)
+    return found
+
+
+def missing_rows(pop: Population, key: tuple[str, str]) -> np.ndarray:
+    """Rows of the entity where a required input was not given."""
+    mask = pop.missing.get(key[0], {}).get(key[1])
+    return np.zeros(0, dtype=np.int64) if mask is None else np.flatnonzero(mask)
+
+
+def required_faults(policy, pop: Population, wanted: set[tuple[str, str]], where: Callable[[str, int, str], str],
+                    most: int = 20) -> list[InputFault]:
+    """One fault per row (up to `most` per field) where an input a wanted output needs is missing;
+    `where(entity, row, field)` names the place (a JSON path, a file and column)."""
+    def complete(key: tuple[str, str]) -> bool:
+        given = pop.supplied.get(key[0], {}).get(key[1])
+        return given is not None and bool(given[1].all())
+    faults = []
+    for key, reader in sorted(required_inputs(policy, wanted, complete).items()):
+        rows = missing_rows(pop, key)
+        if not len(rows):
+            continue
+        entity, name = key
+        numbers = pop.row_numbers.get(entity)
+        for row in rows[:most].tolist():
+            place = where(entity, int(numbers[row]) if numbers is not None else row, name)
+            faults.append(InputFault(place, f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has "
+                                            "no default: give a value",
+                                     f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值：请提供"))
+        if len(rows) > most:
+            faults.append(InputFault(where(entity, -1, name), f"… and {len(rows) - most} more {entity} rows without "
+                                     f"{name}", f"……另有 {len(rows) - most} 行 {entity} 缺少 {name}"))
+    return faults
+
+
+# ---- rows outside the period (期间外的记录) -------------------------------------------------------
+
+def date_window(policy, start: dt.date, end: dt.date) -> tuple[np.datetime64, np.datetime64]:
+    """The days both in the run's period and in the policy's effective life."""
+    meta = policy.meta
+    first = max(start, meta.effective_from)
+    last = min(end, meta.effective_to) if meta.effective_to else end
+    return np.datetime64(first, "D"), np.datetime64(last, "D")
+
+
+def outside(dates: np.ndarray, window: tuple[np.datetime64, np.datetime64]) -> np.ndarray:
+    """Rows whose date is known and outside the window (a row without a date is kept)."""
+    d = np.asarray(dates, dtype="datetime64[D]")
+    return ~np.isnat(d) & ((d < window[0]) | (d > window[1]))
+
+
+def keep_rows(cols: EntityColumns, keep: np.ndarray) -> EntityColumns:
+    """The entity's columns on the kept rows only."""
+    def pick(col):
+        return col.filter(pa.array(keep)) if hasattr(col, "filter") else np.asarray(col)[keep]
+    return EntityColumns(pick(cols.ids), {k: v[keep] for k, v in cols.values.items()},
+                         {k: v[keep] for k, v in cols.given.items()}, {k: pick(v) for k, v in cols.links.items()})
+
+
+def outside_warning(entity: str, date_field: str, window: tuple[np.datetime64, np.datetime64], ids: list,
+                    count: int, most: int = 10) -> dict:
+    """The warning for rows left out because their date is outside the window."""
+    shown = ", ".join(str(i) for i in ids[:most]) + (", …" if count > most else "")
+    return {"code": f"{entity}_outside_period", "path": f"entities.{entity}", "rows": count,
+            "ids": [str(i) for i in ids[:most]],
+            "message": f"{count} {entity} row(s) with a {date_field} outside {window[0]}–{window[1]} (the period "
+                       f"within the policy's effective dates) were left out of every computation: {shown}",
+            "message_zh": f"{count} 条 {entity} 记录的 {date_field} 不在 {window[0]}–{window[1]}（期间与政策有效期的交集）内，"
+                          f"未参与任何计算：{shown}"}

@@ -12,8 +12,10 @@ from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
+from engine.run.columns import required_faults
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
+from engine.run.policy_checks import settle_checks
 from engine.run.population import Population
 from engine.run.situation import Situation, read_situation
 from engine.settings import LIMITS
@@ -109,6 +111,9 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     ctx = RunContext(policy, situation.overrides)
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
+    faults = required_faults(policy, pop, wanted, json_path)
+    if faults:
+        raise SituationError(faults)
     steps = policy.plan.needed(wanted)
     run_steps(steps, pop, ctx, LIMITS.eval_seconds)
     return pop, ctx, steps
@@ -126,6 +131,11 @@ def run_steps(steps: list[Step], pop: Population, ctx: RunContext, limit: float 
         ctx.check_deadline()
 
 
+def json_path(entity: str, row: int, name: str) -> str:
+    """Where a field of a row is in a situation (row -1: the entity's rows as a whole)."""
+    return f"entities.{entity}.{name}" if row < 0 else f"entities.{entity}[{row}].{name}"
+
+
 Tracer = Callable[[Policy, Population, RunContext, list[Step]], dict]
 
 
@@ -134,8 +144,9 @@ def evaluate(policy: Policy, data: dict, tracer: Tracer | None = None) -> dict:
     (engine.explain.trace.build_trace), the result carries the trace it builds from the run."""
     situation = checked_situation(policy, data)
     pop, ctx, steps = evaluate_situation(policy, situation)
+    failed_checks = settle_checks(policy.plan.checks_for(steps), pop, ctx)  # an error check raises here
     result = render(policy, pop, situation, steps)
-    result["warnings"] = warnings_of(policy, ctx, steps, situation.period)
+    result["warnings"] = situation.warnings + warnings_of(policy, ctx, steps, situation.period) + failed_checks
     if tracer is not None:
         result["trace"] = tracer(policy, pop, ctx, steps)
     return result
@@ -218,6 +229,12 @@ def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Peri
             out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
                         "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
                         "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
+    if ctx.overrides:
+        names = sorted(ctx.overrides)
+        out.append({"code": "parameters_overridden", "path": "parameters", "parameters": names,
+                    "message": f"{len(names)} parameter(s) replaced by the request, not the notice's values: "
+                               f"{', '.join(names)}",
+                    "message_zh": f"{len(names)} 个参数由请求覆盖，未采用通知中的数值：{'、'.join(names)}"})
     meta = policy.meta
     if period.start < meta.effective_from or (meta.effective_to and period.end > meta.effective_to):
         out.append({"code": "period_partly_outside", "path": "period",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.run import exact
+
 
 def round_half_up(values, digits: int = 2):
     """Round half away from zero, robust to binary noise: 0.125 → 0.13, 1.005 → 1.01. A value
@@ -90,25 +92,7 @@ def out_of_range_groups(totals: np.ndarray, groups: np.ndarray) -> int:
     return int(bad.sum())
 
 
-MICRO = 1_000_000
-FIXED_POINT_LIMIT = 2.0 ** 62
-
-
-def micro_units(values: np.ndarray) -> np.ndarray | None:
-    """Values as integer millionths, or None when they do not fit a 64-bit sum (about 4.6e12)."""
-    q = np.round(np.asarray(values, dtype=float) * MICRO)
-    if not np.isfinite(q).all() or np.abs(q).sum() >= FIXED_POINT_LIMIT:
-        return None
-    return q.astype(np.int64)
-
-
 def group_sum(values: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
-    """Sum per group, exact in millionths: integer addition does not depend on the order, so a
-    sum is the same however the rows are split (one machine or many partitions). Columns too
-    large for 64-bit millionths fall back to float64 sums."""
-    q = micro_units(values)
-    if q is None:
-        return np.bincount(groups, weights=values, minlength=size)
-    out = np.zeros(size, dtype=np.int64)
-    np.add.at(out, groups, q)
-    return out / MICRO
+    """Sum per group, exact (engine/run/exact.py): the same float however the rows are ordered
+    or split (one machine, chunks, Spark partitions), with no small value rounded away."""
+    return exact.group_sum(values, groups, size)

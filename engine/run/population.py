@@ -29,6 +29,8 @@ class Population:
     links: dict[tuple[str, str], np.ndarray]  # (entity, link) → parent row index, -1 when none
     supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     row_dates: dict[str, np.ndarray | np.datetime64] = field(default_factory=dict)
+    missing: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # inputs without a default: rows not given
+    row_numbers: dict[str, np.ndarray] = field(default_factory=dict)  # row → its index in the request (rows left out)
     _chains: dict[str, ChainOrder] = field(default_factory=dict)
 
     def parent_index(self, entity: str, path: list[str], rows: np.ndarray | None = None) -> np.ndarray:

@@ -16,7 +16,14 @@ from engine.period import Period, parse_period
 from engine.policy.spec import Parameter, Policy
 from engine.policy.values import ValueProblem, normalize
 from engine.run.checks import id_problem, joined_links, number_problem
-from engine.run.columns import EntityColumns, build_population
+from engine.run.columns import (
+    EntityColumns,
+    build_population,
+    date_window,
+    keep_rows,
+    outside,
+    outside_warning,
+)
 from engine.run.population import Population
 from engine.settings import LIMITS
 
@@ -61,15 +68,16 @@ class _Reader:
             entities = {}
         rows = self.rows(entities)
         outputs = self.outputs(data.get("outputs"))
+        left_out: list[dict] = []
         try:  # links to unknown ids are faults too: report them with the others
-            pop = self.population(rows, period)
+            pop = self.population(rows, period, left_out)
         except Exception:
             if self.faults:
                 raise SituationError(self.faults) from None
             raise
         if self.faults:
             raise SituationError(self.faults)
-        return Situation(period, pop, overrides, outputs)
+        return Situation(period, pop, overrides, outputs, left_out)
 
     def parameters(self, given: Any) -> dict[str, Any]:
         if not isinstance(given, dict):
@@ -211,9 +219,10 @@ class _Reader:
                 out.append((entity, name))
         return out
 
-    def population(self, rows: dict[str, list[dict]], period: Period) -> Population:
-        """Rows → typed columns → Population; links to unknown ids become faults."""
-        data = {}
+    def population(self, rows: dict[str, list[dict]], period: Period, left_out: list[dict]) -> Population:
+        """Rows → typed columns → Population; links to unknown ids become faults; rows dated outside
+        the period (or the policy's life) are left out, with a warning in `left_out`."""
+        data, numbers = {}, {}
         for name, entity in self.model.entities.items():
             if entity.derived or name not in rows:
                 continue
@@ -230,13 +239,30 @@ class _Reader:
                 if var.is_input or mask.any():
                     cols.values[vname] = _column(var, given, n)
                     cols.given[vname] = mask
-            data[name] = cols
+            data[name], numbers[name] = self.in_period(name, cols, period, left_out)
         pop, unknown = build_population(self.model, data, np.datetime64(period.end, "D"))
+        pop.row_numbers.update(numbers)
         for bad in unknown:
-            self.fault(f"entities.{bad.entity}[{bad.row}].{bad.link}",
+            self.fault(f"entities.{bad.entity}[{numbers[bad.entity][bad.row]}].{bad.link}",
                        f"no {self.model.entities[bad.entity].links[bad.link]} with id '{bad.value}' in this situation",
                        f"本情形中没有 id 为“{bad.value}”的 {self.model.entities[bad.entity].links[bad.link]}")
         return pop
+
+
+    def in_period(self, name: str, cols: EntityColumns, period: Period,
+                  left_out: list[dict]) -> tuple[EntityColumns, np.ndarray]:
+        """The rows dated inside the period and the policy's life (all rows of an undated entity),
+        and the request index of each row kept."""
+        date = self.model.entities[name].date
+        every = np.arange(len(cols))
+        if not date or date not in cols.values:
+            return cols, every
+        window = date_window(self.policy, period.start, period.end)
+        out = outside(cols.values[date], window)
+        if not out.any():
+            return cols, every
+        left_out.append(outside_warning(name, date, window, cols.ids[out].tolist(), int(out.sum())))
+        return keep_rows(cols, ~out), every[~out]
 
 
 def _column(var: Variable, given: list, n: int) -> np.ndarray:

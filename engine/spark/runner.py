@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,8 +30,10 @@ from engine.period import Period
 from engine.plan.rounds import split
 from engine.policy.spec import Policy
 from engine.run.checks import joined_links
+from engine.run.columns import date_window, outside_warning
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
+from engine.run.policy_checks import found, verdict
 
 BIG = "claim"
 SPARK_TYPES = {"number": "double", "bool": "boolean", "string": "string", "date": "date"}
@@ -79,6 +82,7 @@ def _driver_population(policy: Policy, folder: Path, claims, period: Period):
                    for v in sorted(set(found) - known)[:20]]
     if faults:
         raise SituationError(faults)
+    _check_required(policy, folder, data, claims)
     keys = part.derived_keys(policy, BIG, claims.columns)
     rows = [tuple(r) for r in claims.select(*keys).distinct().orderBy(*keys).collect()] if keys else []
     return part.driver_population(policy, data, BIG, keys, rows, str(period.end))
@@ -99,6 +103,46 @@ def check_claims(policy: Policy, claim_file: Path, claims) -> None:
         shown = ", ".join(repr(str(i)) for i in twice)
         raise SituationError([InputFault(f"{claim_file.name}:id", f"ids used by more than one row: {shown}",
                                          f"以下 id 被多行使用：{shown}")])
+
+
+def _claims_in_period(policy: Policy, claims, period: Period):
+    """The claims dated inside the period and the policy's effective dates; the warning for the others."""
+    from pyspark.sql import functions as F
+    date = policy.model.entities[BIG].date
+    if not date or date not in claims.columns:
+        return claims, None
+    first, last = date_window(policy, period.start, period.end)
+    column = F.col(date).cast("date")
+    out = column.isNotNull() & ((column < F.lit(str(first)).cast("date")) | (column > F.lit(str(last)).cast("date")))
+    count = claims.where(out).count()
+    if not count:
+        return claims, None
+    ids = [str(r[0]) for r in claims.where(out).select("id").limit(10).collect()]
+    return claims.where(~out), outside_warning(BIG, date, (first, last), ids, count)
+
+
+def _check_required(policy: Policy, folder: Path, small: dict, claims) -> None:
+    """Inputs without a default that the settlement needs: in the small files on every row, and in
+    the claims (null cells counted by Spark, with the first ids)."""
+    from pyspark.sql import functions as F
+    nulls = claims.select(F.count(F.lit(1)).alias("__rows"),
+                          *[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in claims.columns]).first()
+    masks = {(name, var): mask for name, cols in small.items() for var, mask in cols.given.items()}
+    masks.update({(BIG, c): np.array([not nulls[c]]) for c in claims.columns})
+    sizes = {name: len(cols) for name, cols in small.items()}
+    sizes[BIG] = min(1, nulls["__rows"])  # claims are checked through `nulls` below: this marks them present
+    files = {name: path.name for name in policy.model.entities if (path := entity_file(folder, name))}
+    faults = []
+    for fault in part.required_faults_of_files(policy, masks, sizes, files):
+        entity, _, column = fault.path.partition(":")
+        if entity == files.get(BIG, BIG) and column in claims.columns:
+            ids = [str(r[0]) for r in claims.where(F.col(column).isNull()).select("id").limit(5).collect()]
+            fault = InputFault(fault.path, f"claim.{column} is required and has no default: {nulls[column]} claim(s) "
+                               f"without it, e.g. {', '.join(ids)}",
+                               f"claim.{column} 为必填项且没有默认值：{nulls[column]} 条记录缺少，如 {', '.join(ids)}")
+        faults.append(fault)
+    if faults:
+        raise SituationError(faults)
 
 
 def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None = "local[2]",
@@ -124,6 +168,7 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
     check_claims(policy, claim_file, claims)
     chain_key = F.coalesce(F.col("episode"), F.col("id")) if "episode" in claims.columns else F.col("id")
     claims = claims.repartition(partitions or max(2, sc.defaultParallelism), chain_key)
+    claims, left_out = _claims_in_period(policy, claims, period)
     pop = _driver_population(policy, folder, claims, period)
     summary.seconds["read"] = time.perf_counter() - started
     rounds = split(policy.plan)
@@ -145,15 +190,13 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
             state = sc.broadcast(part.state_of(pop, BIG))
             keys = [a.key for a in rounds.aggregations[r]]
             partials = _per_partition(part.partial_aggregates, policy_path, digest, state, period_end, list(done), keys)
-            sums = (claims.mapInArrow(partials, "key string, parent string, total double, micro long, "
-                                                "exact boolean, rows long, low double, high double")
-                    .groupBy("key", "parent")
-                    .agg(F.sum("total").alias("total"), F.sum(F.col("micro").cast("decimal(38,0)")).alias("micro"),
-                         F.min(F.col("exact").cast("int")).alias("exact"), F.sum("rows").alias("rows"),
+            sums = (claims.mapInArrow(partials, part.PARTIAL_SPARK_SCHEMA)
+                    .groupBy("key", "parent", "limb")  # limb sums add up as integers: exact
+                    .agg(F.sum(F.col("value").cast("decimal(38,0)")).alias("value"), F.sum("rows").alias("rows"),
                          F.min("low").alias("low"), F.max("high").alias("high")).collect())
             by_key: dict[str, list] = {}
             for row in sums:
-                by_key.setdefault(row["key"], []).append((row["parent"], row["total"], row["micro"], row["exact"] == 1,
+                by_key.setdefault(row["key"], []).append((row["parent"], row["limb"], int(row["value"]),
                                                           row["rows"], row["low"], row["high"]))
             for agg in rounds.aggregations[r]:
                 ids = [str(i) for i in list(pop.ids[agg.parent])]
@@ -164,6 +207,12 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
     t = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     small = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    checked = verdict(found([c for c in policy.plan.checks_for(small) if c.check.entity != BIG], pop, ctx,
+                            json_paths=False))  # an error check stops the run before anything is written
+    checked += [{"code": "policy_check_not_run", "path": f"checks.{BIG}.{c.check.name}", "rows": 0,
+                 "message": "claim checks are not evaluated on Spark; settle locally to check them",
+                 "message_zh": "Spark 结算不执行结算记录级校验；请用本地结算执行"}
+                for c in policy.plan.checks if c.check.entity == BIG]
     write(policy, pop, small, out)
     money = [n for n in done if policy.model.entities[BIG].variables[n].is_money]
     result = claims.select("id", *done)
@@ -177,7 +226,7 @@ def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, maste
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = list(ctx.warnings.values())
+    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     claims.unpersist()
     return summary
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from engine.compile.build import load_policy_file
-from engine.errors import InputFault, LimitExceeded, PolicyError, SituationError
+from engine.errors import InputFault, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
 from engine.policy.registry import Registry, UnknownCity
 from engine.policy.spec import Policy
@@ -286,7 +286,7 @@ class Runner:
                 outcome.error = render_problems(problems)
                 return outcome
             result = evaluate(policy, case.data["situation"])
-        except (SituationError, PolicyError, LimitExceeded, UnknownCity) as err:
+        except (SituationError, PolicyError, LimitExceeded, PolicyCheckFailed, UnknownCity) as err:
             raised = raised_errors(err)
             if not (want_error and _error_matches(raised, want_error)):
                 outcome.error = _describe_raised(raised, want_error)
@@ -323,6 +323,9 @@ def raised_errors(err: Exception) -> list[tuple[str, InputFault]]:
         return [(d.code, InputFault(d.location.path, d.en, d.zh)) for d in err.diagnostics]
     if isinstance(err, LimitExceeded):
         return [("limit_exceeded", InputFault(err.setting, err.en, err.zh))]
+    if isinstance(err, PolicyCheckFailed):  # the check's name leads its message, so `contains` can name it
+        return [("policy_check_failed", InputFault(f["path"], f"{f['entity']}.{f['check']}: {f['message']}",
+                                                   f["message_zh"])) for f in err.failures]
     city = err.args[0]
     return [("unknown_city", InputFault("city", f"no policy '{city}'", f"没有政策“{city}”"))]
 

@@ -2,7 +2,7 @@
 import { bandFigure, bandUsage } from "./bands.js";
 import {
   bandsText, bi, cities, cityDetail, clauseHead, clear, compareClauses, el, entityLabel, errorList,
-  fmtValue, pick, t, unitName,
+  fmtValue, pick, state, t, unitName,
 } from "./util.js";
 
 export const effectiveText = (eff) => (eff.to ? t("eff_range", { from: eff.from, to: eff.to }) : t("eff_from", { from: eff.from }));
@@ -188,5 +188,24 @@ export async function renderPolicy(root, city, version) {
     const lead = k === "assumed" ? t("assumed_lead") : k === "unsourced" ? t("unsourced_lead") : null;
     root.append(groupSection(k, headingOf(k), lead, groups.get(k), d, k === "assumed"));
   }
+  if (d.checks && d.checks.length) root.append(checksSection(d.checks));
   return root;
+}
+
+// The policy's checks (政策校验): formula, severity, message and clause of each.
+function checksSection(checks) {
+  const en = state.lang === "en";
+  const severity = (s) => el("span", { class: `tag${s === "error" ? " warn" : ""}`,
+    text: s === "error" ? (en ? "error: stops the run" : "错误：终止计算") : (en ? "warning" : "提示") });
+  return el("div", { class: "clause-group checks", role: "region", id: "policy-checks", "aria-labelledby": "policy-checks-h" },
+    el("h2", { id: "policy-checks-h", text: en ? "Policy checks" : "政策校验" }),
+    el("p", { class: "muted", text: en ? "Each must hold on every row of its entity."
+      : "每项校验须对该实体的每一行成立。" }),
+    table(en ? "Checks" : "校验", [t("name"), t("formula"), en ? "severity" : "级别", t("clause")], "checks",
+      checks.map((c) => el("tr", { class: c.assumed ? "is-assumed" : "", "data-name": `${c.entity}.${c.name}` },
+        nameCell(c.message, c.name, el("span", { class: "entity" }, bi(entityLabel(c.entity)))),
+        el("td", {}, el("code", { class: "formula", text: c.formula })),
+        el("td", {}, severity(c.severity)),
+        el("td", { class: "src" }, c.source ? el("span", { class: "clause", text: c.source })
+          : el("span", { class: "assumed-text", text: `${en ? "assumed" : "假设"}: ${c.assumed}` }))))));
 }

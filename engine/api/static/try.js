@@ -3,7 +3,7 @@ import { entityFromFileName, rowsFromCSV } from "./csv.js";
 import { openExplain } from "./explain.js";
 import {
   api, bi, bilingualMessage, cities, cityDetail, clear, demos, el, entityLabel, errorList, fmtValue, pick,
-  readFile, t, unitName,
+  readFile, state, t, unitName,
 } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
@@ -132,7 +132,27 @@ export function warningsBox(result, title) {
   if (!result.warnings || !result.warnings.length) return null;
   return el("div", { class: "warnings", role: "note" }, el("h3", { text: title ? `${t("warnings")} · ${title}` : t("warnings") }),
     el("ul", {}, ...result.warnings.map((w) => el("li", {}, el("code", { class: "path", text: w.path }),
-      bilingualMessage(w.message_zh || "", w.message)))));
+      bilingualMessage(w.message_zh || "", w.message), w.check ? checkRows(w, w.rows) : null))));
+}
+
+// A failing policy check: its clause and the first failing rows (政策校验未通过的行).
+const inLang = (zh, en) => (state.lang === "en" ? en : zh);
+
+function checkRows(f, count) {
+  const clause = f.source || `${inLang("假设", "assumed")}: ${f.assumed}`;
+  return el("p", { class: "muted check-rows" },
+    el("span", { class: "clause", text: clause }), " · ",
+    inLang(`${count} 行未通过：`, `${count} row(s) fail: `), el("code", { text: (f.ids || []).join(", ") }));
+}
+
+// The answer when an `error` check failed: nothing was computed; each check with its rows.
+export function failedChecksBox(r) {
+  const detail = (r.data && r.data.detail) || [];
+  return el("div", { class: "errors failed-checks", role: "alert" },
+    el("h3", { text: inLang("政策校验未通过，未作计算", "A policy check failed; nothing was computed") }),
+    el("ul", {}, ...detail.map((f) => el("li", { "data-check": `${f.entity}.${f.check}` },
+      el("code", { class: "path", text: `${f.entity}.${f.check}` }),
+      bilingualMessage(f.message_zh || "", f.message || ""), checkRows(f, f.count)))));
 }
 
 function renderResult() {
@@ -191,7 +211,8 @@ export async function setupTry() {
     if (!r.ok) {
       last = null;
       status.textContent = t("request_failed", { status: r.status });
-      clear($("try-result")).append(errorList(r));
+      const checkFailed = r.data && r.data.error === "policy_check_failed";
+      clear($("try-result")).append(checkFailed ? failedChecksBox(r) : errorList(r));
       return;
     }
     // the version actually used may not be the latest
