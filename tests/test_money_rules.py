@@ -67,6 +67,22 @@ def test_a_value_supplied_on_every_row_needs_none_of_its_inputs():
     assert by_id(result, "claim", "paid") == {"a": 7.0}
 
 
+def test_an_input_is_required_only_on_the_rows_whose_formula_runs():
+    """`paid` supplied on row a: its formula runs on b only, so only b needs a total cost (0.9 × 50 = 45)."""
+    result = run(PAID, {"claim": [{"id": "a", "paid": 7}, {"id": "b", "total_cost": 50}]}, outputs=["claim.paid"])
+    assert by_id(result, "claim", "paid") == {"a": 7.0, "b": 45.0}
+    found = faults(PAID, {"claim": [{"id": "a", "paid": 7}, {"id": "b"}]}, outputs=["claim.paid"])
+    assert set(found) == {"entities.claim[1].total_cost"}
+
+
+def test_a_second_formula_reading_the_input_keeps_it_required():
+    """`paid` is supplied on a, but `kept` reads total_cost too and is not: a still needs it."""
+    two = make_policy({"claim": {"paid": {"formula": "total_cost * 0.9", "unit": "yuan"},
+                                 "kept": {"formula": "total_cost * 0.1", "unit": "yuan"}}})
+    found = faults(two, {"claim": [{"id": "a", "paid": 7}]}, outputs=["claim.paid", "claim.kept"])
+    assert set(found) == {"entities.claim[0].total_cost"}
+
+
 def test_a_missing_date_a_formula_needs_is_a_fault_not_a_huge_negative_stay():
     policy = make_policy({"claim": {"bed_days": {"formula": "days_between(admit_date, discharge_date)", "unit": "days"},
                                     "pay": {"formula": "bed_days * 300", "unit": "yuan"}}})

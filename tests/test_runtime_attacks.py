@@ -208,20 +208,20 @@ def test_step_with_more_than_32_text_values():
     assert by_id(result, "claim", "band") == {"low": "v0", "mid": "v17", "edge": "v39", "top": "v39"}
 
 
-def test_day_arithmetic_on_a_missing_date_gives_zero_with_a_warning():
-    """A missing date (NaT) stood for −9.2e18 days; year() and month() gave nonsense too."""
-    result = run(make_policy({"claim": {"stay": "days_between(admit_date, discharge_date)",
-                                        "gap": "discharge_date - admit_date",
-                                        "y": "year(discharge_date)", "m": "month(discharge_date)"}}),
-                 {"claim": [{"id": "full", "admit_date": "2024-02-27", "discharge_date": "2024-03-02"},
-                            {"id": "open", "admit_date": "2024-02-27"}]})
-    assert by_id(result, "claim", "stay") == {"full": 4.0, "open": 0.0}  # 2024 is a leap year
-    assert by_id(result, "claim", "gap") == {"full": 4.0, "open": 0.0}
-    assert by_id(result, "claim", "y") == {"full": 2024.0, "open": 0.0}
-    assert by_id(result, "claim", "m") == {"full": 3.0, "open": 0.0}
-    warned = {(w["code"], w["path"]): w for w in result["warnings"]}
-    assert warned[("non_finite", "variables.claim.stay")]["rows"] == 1
-    assert "missing date" in warned[("non_finite", "variables.claim.m")]["message"]
+def test_day_arithmetic_on_a_missing_date_is_refused_at_its_path():
+    """A missing date (NaT) stood for −9.2e18 days; year() and month() gave nonsense too. A date a
+    formula reads is a required input (no default): a missing one is a fault at its JSON path."""
+    policy = make_policy({"claim": {"stay": "days_between(admit_date, discharge_date)",
+                                    "gap": "discharge_date - admit_date",
+                                    "y": "year(discharge_date)", "m": "month(discharge_date)"}})
+    result = run(policy, {"claim": [{"id": "full", "admit_date": "2024-02-27", "discharge_date": "2024-03-02"}]})
+    assert by_id(result, "claim", "stay") == {"full": 4.0}  # 2024 is a leap year
+    assert by_id(result, "claim", "gap") == {"full": 4.0}
+    assert by_id(result, "claim", "y") == {"full": 2024.0} and by_id(result, "claim", "m") == {"full": 3.0}
+    with pytest.raises(SituationError) as err:
+        run(policy, {"claim": [{"id": "full", "admit_date": "2024-02-27", "discharge_date": "2024-03-02"},
+                               {"id": "open", "admit_date": "2024-02-27"}]})
+    assert {f.path for f in err.value.faults} == {"entities.claim[1].discharge_date"}
 
 
 # ---- fuzz over the built-ins with edge constants ----------------------------------------

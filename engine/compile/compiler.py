@@ -55,7 +55,11 @@ class Compiler:
         return lambda frame: 1.0
 
     def _column(self, node: T.Column) -> Fn:
-        raise AssertionError("table columns are read through lookup()")
+        """A table column as one array over the table's rows: read inside a total over that table
+        (sum(drg.weight)); elsewhere a column is read through lookup(), `in` or has()."""
+        values = self.policy.tables[node.table].column_values(node.column)
+        array = np.asarray(values, dtype=float if node.type.endswith("number") else str)
+        return lambda frame: array
 
     def _var(self, node: T.Var) -> Fn:
         name, path, owner = node.name, list(node.path), node.owner
@@ -70,10 +74,12 @@ class Compiler:
         return parent_value
 
     def _param(self, node: T.Param) -> Fn:
-        name = node.name
+        name, is_date = node.name, node.type == "date"
 
         def value(frame: Frame):
             versions = frame.ctx.versions(name)
+            if is_date:
+                versions = [np.datetime64(v, "D") for v in versions]
             if len(versions) == 1:
                 return versions[0]
             idx = frame.ctx.parameter(name).version_index(frame.dates())
@@ -103,16 +109,35 @@ class Compiler:
 
     def _inlist(self, node: T.InList) -> Fn:
         value = self.expr(node.value)
-        options = [self.expr(i) for i in node.options]
         negate = node.negate
+        if len(node.options) == 1 and node.options[0].type.startswith(("list:", "column:")):
+            member = self._member(node.options[0], value)
+            return (lambda frame: ~member(frame)) if negate else member
+        options = [self.expr(i) for i in node.options]
 
-        def member(frame: Frame):
+        def member_of_items(frame: Frame):
             v = value(frame)
             hit = np.zeros(np.shape(v), dtype=bool)
             for opt in options:
                 hit = hit | builtins.BINARY["=="](v, opt(frame))
             return ~hit if negate else hit
-        return member
+        return member_of_items
+
+    def _member(self, options: T.Expr, value: Fn) -> Fn:
+        """`x in codes` (a list parameter, its version on each row's date) or `x in drg.drg_group`."""
+        if isinstance(options, T.Column):
+            items = self.policy.tables[options.table].column_values(options.column)
+            return lambda frame: builtins.member(frame, value(frame), items)
+        return self.with_list(options, lambda rows, items: builtins.member(rows, value(rows), items))
+
+    def with_list(self, node: T.Expr, apply: Callable[[Frame, Any], Any]) -> Fn:
+        """`apply(rows, items)` with the items of a list: a list parameter's version in force on each
+        row's date (once per version), or a list written in place."""
+        if isinstance(node, T.Param):
+            name = node.name
+            return lambda frame: builtins.per_version(frame, name, lambda items, rows: apply(rows, items))
+        items = self.expr(node)
+        return lambda frame: apply(frame, items(frame))
 
     def _if(self, node: T.If) -> Fn:
         cond, then, other = self.expr(node.condition), self.expr(node.then), self.expr(node.otherwise)

@@ -8,6 +8,7 @@ partial results over partitions combine. Adding a built-in is one `register(Buil
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from engine.dsl import ast
 from engine.dsl import typed as T
-from engine.dsl.checker import NUMERIC, Checker, error
+from engine.dsl.checker import NUMERIC, Checker, _type_name, _type_zh, error
 from engine.run import builtins
 from engine.run.frame import Frame
 
@@ -112,6 +113,9 @@ def elementwise(name: str, low: int, high: int, arg_type: str, result: str, expl
 def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
     name = node.function
     c.arity(node, 1, 1)
+    table = _table_named(c, node, scope)
+    if table is not None:
+        return table_total_check(c, node, scope, table)
     children = c.child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
     if len(children) != 1:
         en = (f"{name}() needs the values of one child entity of {scope}, e.g. {name}(claim.total_cost)"
@@ -134,6 +138,8 @@ def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> 
 
 
 def aggregate_compile(c: Compiler, node: T.Call) -> Fn:
+    if node.kind == "table":
+        return table_total_compile(c, node)
     arg = c.expr(node.args[0])
     where = c.expr(node.where) if node.where is not None else None
     child, path, how = node.child, list(node.path), node.function
@@ -170,11 +176,92 @@ def smallest_or_largest(name: str, explain: tuple[str, str]) -> Builtin:
         return many.check(c, node, scope, in_before)
 
     def compile_(c: Compiler, node: T.Call) -> Fn:
-        return aggregate_compile(c, node) if node.kind == "aggregate" else many.compile(c, node)
+        return aggregate_compile(c, node) if node.kind in ("aggregate", "table") else many.compile(c, node)
 
     def trace(node: T.Call) -> tuple[T.Expr, ...] | None:
-        return () if node.kind == "aggregate" else None
+        return () if node.kind in ("aggregate", "table") else None
     return Builtin(name, check, compile_, explain, trace, partial=name, takes_where=True)
+
+
+# ---- totals over a lookup table (查找表汇总) -------------------------------------------------
+def _table_named(c: Checker, node: ast.Call, scope: str) -> str | None:
+    """The table an aggregation runs over, when its argument and filter name no child entity but
+    a table's columns (`drg.weight`) or rows (`count(drg)`), and `drg` is not a name of this row."""
+    roots = [node.args[0]] + ([node.where] if node.where is not None else [])
+    if c.child_heads(roots, scope):
+        return None
+    entity = c.model.entities[scope]
+    for root in roots:
+        for sub in ast.walk(root):
+            head = sub.parts[0] if isinstance(sub, ast.Name) else None
+            if head in c.tables and head not in c.model.entities and head not in entity.variables \
+                    and head not in entity.links:
+                return head
+    return None
+
+
+# what a table total may contain: its columns, fixed values, operators and row-by-row functions
+_TABLE_NODES = (T.Column, T.Literal, T.ListOf, T.Unary, T.Compare, T.InList)
+
+
+def _check_table_expr(expr: T.Expr, table: str) -> None:
+    for sub in T.walk(expr):
+        allowed = isinstance(sub, _TABLE_NODES) or isinstance(sub, T.Binary) and sub.op != "/" \
+            or isinstance(sub, T.Call) and sub.kind in ("elementwise", "text")
+        if not allowed:
+            raise error("table_scope",
+                        f"a total over table '{table}' may use its columns, fixed values, + - * and comparisons, "
+                        f"and row-by-row functions; '{T.text(sub)}' is not allowed there",
+                        f"对表“{table}”的汇总只能使用该表的列、固定值、+ - * 和比较运算及逐行函数；"
+                        f"此处不能使用“{T.text(sub)}”", sub.syntax or ast.Literal(sub.pos, 0, "number"))
+
+
+def table_total_check(c: Checker, node: ast.Call, scope: str, table: str) -> T.Call:
+    """sum(drg.weight), count(drg where drg.kind == "surgical"), …: one number per run, over the
+    table's rows; the filter reads the same table's columns."""
+    name, arg_node = node.function, node.args[0]
+    c.table_scope = table
+    try:
+        if isinstance(arg_node, ast.Name) and arg_node.parts == (table,):
+            if name != "count":
+                raise error("table_needs_column",
+                            f"{name}() over a table needs one of its columns, e.g. {name}({table}."
+                            f"{next(iter(c.tables[table].columns), 'value')})",
+                            f"对表的 {name}() 需要指明列，例如 {name}({table}.列名)", arg_node)
+            c.tables_used.add(table)
+            arg: T.Expr = T.Literal(arg_node.pos, NUMERIC, scope, 1.0, "number", money=False, syntax=arg_node)
+        else:
+            arg = c.expr(arg_node, scope, False)
+        where = c.typed_arg(node.where, scope, False, "bool", "where") if node.where is not None else None
+    finally:
+        c.table_scope = None
+    for part in (arg, where):
+        if part is not None:
+            _check_table_expr(part, table)
+    if name in ("any", "all"):
+        c.want(arg.type, "bool", arg_node, name)
+    elif name != "count":
+        c.want(arg.type, NUMERIC, arg_node, name)
+    typ = "bool" if name in ("any", "all") else NUMERIC
+    return call(node, typ, scope, "table", (arg,), where=where, child=table, money=False)
+
+
+def table_total_compile(c: Compiler, node: T.Call) -> Fn:
+    """The total is the same for every row and every run of the policy: computed once."""
+    table, arg = c.policy.tables[node.child], c.expr(node.args[0])
+    where = c.expr(node.where) if node.where is not None else None
+    how = node.function
+    known: dict[str, Any] = {}
+
+    def total(frame: Frame):
+        if "value" not in known:
+            size = len(table.index)
+            values = np.broadcast_to(np.asarray(arg(None)), (size,))
+            mask = np.broadcast_to(np.asarray(where(None), dtype=bool), (size,)) if where else None
+            groups = np.zeros(size, dtype=np.int64)
+            known["value"] = builtins.aggregate(how, values, mask, groups, 1)[0].item()
+        return known["value"]
+    return total
 
 
 # ---- along chains (转诊链) -----------------------------------------------------------------
@@ -215,6 +302,11 @@ def lookup_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.C
         raise error("lookup_target", f"'{target.dotted}' is not a table column (write table.column)",
                     f"“{target.dotted}”不是表的列（应写作 表名.列名）", target)
     table = c.tables[column.table]
+    if column.column in table.key:
+        raise error("lookup_target", f"'{target.dotted}' is a key column of {table.name}: lookup() reads another "
+                    f"column; to ask whether a key is in the table write has({table.name}, …)",
+                    f"“{target.dotted}”是表 {table.name} 的键列：lookup() 应读取其他列；判断键是否存在请用 "
+                    f"has({table.name}, …)", target)
     if len(node.args) - 1 != len(table.key):
         raise error("lookup_keys", f"table '{table.name}' is keyed by {', '.join(table.key)}: give {len(table.key)} key(s)",
                     f"表“{table.name}”的键为 {', '.join(table.key)}：需要 {len(table.key)} 个键", node)
@@ -278,17 +370,48 @@ def bands_compile(c: Compiler, node: T.Call) -> Fn:
                                              base(frame) if base else None)
 
 
+EDGE_SIDES = {"above": False, "from": True}  # does the band above the edge include it (x >= edge)?
+
+
+def _side_of(item: ast.Node) -> bool | None:
+    """above(e): the band above starts after e (超过 e; e 以下/以内 is the band below); from(e): the
+    band above starts at e (e 以上; 不满 e is the band below). None: a plain edge."""
+    return EDGE_SIDES[item.function] if isinstance(item, ast.Call) and item.function in EDGE_SIDES else None
+
+
+def _step_edges(c: Checker, edges: ast.Node, scope: str, in_before: bool,
+                closed: ast.Node | None) -> tuple[T.Expr, list[bool] | None]:
+    """The typed edges of step() and, when each edge states its side, one flag per edge."""
+    if not isinstance(edges, ast.ListExpr) or all(_side_of(i) is None for i in edges.items):
+        return c.typed_arg(edges, scope, in_before, "list:number", "step edges"), None
+    if closed is not None:
+        raise error("step_sides", "say on which side each edge lies either with closed= or with above()/from() "
+                    "on the edges, not both", "分段点归属请用 closed= 或在分段点上用 above()/from() 标明，二者择一", closed)
+    items, sides = [], []
+    for item in edges.items:
+        side = _side_of(item)
+        if side is None:
+            raise error("step_sides", "mark every edge of this step() with above(…) or from(…), or none of them",
+                        "此 step() 的分段点要么全部用 above(…) 或 from(…) 标明，要么都不标", item)
+        c.arity(item, 1, 1)
+        inner = c.typed_arg(item.args[0], scope, in_before, NUMERIC, item.function)
+        items.append(call(item, NUMERIC, scope, "edge", (inner,), money=inner.money))
+        sides.append(side)
+    return T.ListOf(edges.pos, "list:number", scope, tuple(items), money=None, syntax=edges), sides
+
+
 def step_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
     c.arity(node, 3, 3, ("closed",))
     x = c.typed_arg(node.args[0], scope, in_before, NUMERIC, "step")
-    edges = c.typed_arg(node.args[1], scope, in_before, "list:number", "step edges")
+    closed = node.keyword("closed")
+    edges, sides = _step_edges(c, node.args[1], scope, in_before, closed)
     values = c.expr(node.args[2], scope, in_before)
     if not values.type.startswith("list:"):
         raise error("step_values", "step() needs a list of values, one more than the edges",
                     "step() 需要一个取值列表，比分段点多一个", node.args[2])
     if isinstance(node.args[1], ast.ListExpr) and isinstance(node.args[2], ast.ListExpr):
-        c.check_edges(node.args[1], node.args[2])
-    closed = node.keyword("closed")
+        plain = tuple(i.args[0] if _side_of(i) is not None and i.args else i for i in node.args[1].items)
+        c.check_edges(ast.ListExpr(node.args[1].pos, plain), node.args[2])
     if closed is not None and not (isinstance(closed, ast.Literal) and closed.value in ("left", "right")):
         raise error("step_closed", 'closed= must be "left" (edge belongs to the upper band) or "right"',
                     'closed= 只能是 "left"（分段点属于上一段）或 "right"', closed)
@@ -298,10 +421,95 @@ def step_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Cal
 
 
 def step_compile(c: Compiler, node: T.Call) -> Fn:
-    x, edges, values = (c.expr(a) for a in node.args)
+    x_node, edges_node, values_node = node.args
+    x, values = c.expr(x_node), c.expr(values_node)
     closed = node.keyword("closed")
-    left = closed is None or closed.value == "left"
-    return lambda frame: builtins.step(frame, x(frame), edges(frame), values(frame), left)
+    sides: bool | list[bool] = closed is None or closed.value == "left"
+    if isinstance(edges_node, T.ListOf) and edges_node.items and all(
+            isinstance(i, T.Call) and i.kind == "edge" for i in edges_node.items):
+        sides = [EDGE_SIDES[i.function] for i in edges_node.items]
+    return c.with_list(edges_node, lambda rows, edges: builtins.step(rows, x(rows), edges, values(rows), sides))
+
+
+def edge_marker(name: str, explain: tuple[str, str]) -> Builtin:
+    """above(e) / from(e): an edge of step() that states which band it belongs to; nothing elsewhere."""
+    def check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+        raise error("edge_outside_step", f"{name}() marks an edge of step(), as in "
+                    f"step(x, [{name}(0.4), {name}(0.8)], [\"a\", \"b\", \"c\"]); it has no value of its own",
+                    f"{name}() 只用于标明 step() 的分段点，例如 step(x, [{name}(0.4), {name}(0.8)], [\"a\", \"b\", \"c\"])；"
+                    "它本身没有值", node)
+
+    def compile_(c: Compiler, node: T.Call) -> Fn:
+        return c.expr(node.args[0])
+    return Builtin(name, check, compile_, explain)
+
+
+# ---- texts and codes (文本与编码) ---------------------------------------------------------------
+def starts_with_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 2, 2)
+    text = c.typed_arg(node.args[0], scope, in_before, "string", "starts_with")
+    prefixes = c.expr(node.args[1], scope, in_before)
+    if prefixes.type not in ("string", "list:string"):
+        hint_en = "; write codes in quotes (\"3708\")" if prefixes.type == "list:number" else ""
+        hint_zh = "；编码请加引号（\"3708\"）" if prefixes.type == "list:number" else ""
+        raise error("type", f"'starts_with' needs a text or a list of texts as its prefix, but this is a "
+                    f"{_type_name(prefixes.type)}{hint_en}",
+                    f"“starts_with”的前缀应为文本或文本列表，但这里是{_type_zh(prefixes.type)}{hint_zh}",
+                    node.args[1])
+    return call(node, "bool", scope, "text", (text, prefixes), money=False)
+
+
+def starts_with_compile(c: Compiler, node: T.Call) -> Fn:
+    text = c.expr(node.args[0])
+    return c.with_list(node.args[1], lambda rows, prefixes: builtins.starts_with(rows, text(rows), prefixes))
+
+
+def between_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 3, 3)
+    x = c.expr(node.args[0], scope, in_before)
+    if x.type not in (NUMERIC, "date", "string"):
+        c.want(x.type, NUMERIC, node.args[0], "between")
+    low = c.typed_arg(node.args[1], scope, in_before, x.type, "between")
+    high = c.typed_arg(node.args[2], scope, in_before, x.type, "between")
+    for bound in (low, high):
+        c._check_category(x, bound)
+    return call(node, "bool", scope, "text" if x.type == "string" else "elementwise", (x, low, high), money=False)
+
+
+def between_compile(c: Compiler, node: T.Call) -> Fn:
+    x, low, high = (c.expr(a) for a in node.args)
+    is_text = node.args[0].type == "string"
+    return lambda frame: builtins.between(frame, x(frame), low(frame), high(frame), is_text)
+
+
+# ---- lookup tables: keys (查找表的键) -----------------------------------------------------------
+def has_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    target = node.args[0] if node.args else None
+    if not (isinstance(target, ast.Name) and len(target.parts) == 1 and target.parts[0] in c.tables):
+        hint = _suggest_table(c, target)
+        raise error("has_table", "has() takes a table and one key per key column, e.g. has(drg, drg_group)"
+                    + (f"; did you mean '{hint}'?" if hint else ""),
+                    "has() 需要一张表和每个键列的值，例如 has(drg, drg_group)" + (f"；是否应为“{hint}”？" if hint else ""),
+                    target or node)
+    table = c.tables[target.parts[0]]
+    c.arity(node, 1 + len(table.key), 1 + len(table.key))
+    c.tables_used.add(table.name)
+    keys = tuple(c.expr(arg, scope, in_before) for arg in node.args[1:])
+    name = T.Literal(target.pos, "string", scope, table.name, "string", money=False, syntax=target)
+    return call(node, "bool", scope, "has", (name, *keys), money=False)
+
+
+def _suggest_table(c: Checker, target: ast.Node | None) -> str:
+    if not isinstance(target, ast.Name):
+        return ""
+    close = difflib.get_close_matches(target.parts[0], list(c.tables), n=1, cutoff=0.6)
+    return close[0] if close else ""
+
+
+def has_compile(c: Compiler, node: T.Call) -> Fn:
+    table = c.policy.tables[node.args[0].value]
+    keys = [c.expr(a) for a in node.args[1:]]
+    return lambda frame: builtins.table_has(frame, table, [frame.full(k(frame)) for k in keys])
 
 
 def allocate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
@@ -375,8 +583,8 @@ for _entry in (
                                                          "两个日期之间的天数"), money=False),
     elementwise("year", 1, 1, "date", NUMERIC, ("the year of a date", "日期的年份"), money=False),
     elementwise("month", 1, 1, "date", NUMERIC, ("the month of a date (1–12)", "日期的月份（1–12）"), money=False),
-    aggregation("sum", ("the sum over the child rows", "下级各行之和")),
-    aggregation("count", ("the number of child rows", "下级行数")),
+    aggregation("sum", ("the sum over the child rows (or over a table's rows)", "下级各行（或查找表各行）之和")),
+    aggregation("count", ("the number of child rows (or of a table's rows)", "下级（或查找表）行数")),
     aggregation("mean", ("the average over the child rows", "下级各行的平均值")),
     aggregation("any", ("yes if any child row is yes", "下级任一行为是则为是")),
     aggregation("all", ("yes if every child row is yes", "下级每一行都为是则为是")),
@@ -395,6 +603,20 @@ for _entry in (
             trace=lambda node: node.args[:1]),
     Builtin("step", step_check, step_compile, ("the value of the band the amount falls in",
                                                "取金额所在分段对应的值"), trace=shown_whole),
+    edge_marker("above", ("an edge of step() that belongs to the band below it: the band above starts after "
+                          "the edge (超过; 以下/以内 below)",
+                          "step() 的分段点，属于较低的一段：较高一段自超过该点起（超过；较低一段为以下/以内）")),
+    edge_marker("from", ("an edge of step() that belongs to the band above it: the band above starts at the "
+                         "edge (以上; 不满 below)",
+                         "step() 的分段点，属于较高的一段：较高一段自该点起（以上；较低一段为不满）")),
+    Builtin("starts_with", starts_with_check, starts_with_compile,
+            ("yes if the text starts with the prefix (or with one of a list of prefixes)",
+             "文本以该前缀（或列表中任一前缀）开头则为是")),
+    Builtin("between", between_check, between_compile,
+            ("yes if low ≤ x ≤ high; for codes, sub-codes of the upper end are inside (C97.1 is in C00–C97)",
+             "low ≤ x ≤ high 则为是；编码区间包含上限的下级编码（C97.1 属于 C00–C97）")),
+    Builtin("has", has_check, has_compile, ("yes if the table has a row with this key",
+                                            "查找表中有此键则为是"), trace=shown_whole),
     Builtin("allocate", allocate_check, allocate_compile, ("a group total shared out in proportion to weights",
                                                            "按权重分配分组总额"),
             trace=lambda node: node.args),

@@ -44,7 +44,7 @@ class Binary(Node):
 @dataclass(frozen=True)
 class InList(Node):
     value: Node
-    options: ListExpr
+    options: Node  # a list written in place, or the name of a list parameter or table column
     negate: bool
 
 

@@ -71,7 +71,10 @@ def error(code: str, en: str, zh: str, node: ast.Node) -> FormulaError:
 
 class Checker:
     """Checks formulas of one policy against its model, parameters, tables and built-in functions,
-    and translates each into its typed tree."""
+    and translates each into its typed tree. While `table_scope` names a table, names are that
+    table's columns, one value per table row (inside a total such as sum(drg.weight))."""
+
+    table_scope: str | None = None
 
     def __init__(self, model: Model, parameters: Mapping[str, Any], tables: Mapping[str, Any],
                  functions: Mapping[str, FunctionCheck]):
@@ -148,9 +151,9 @@ class Checker:
             raise _err("compare_types",
                        f"'{op}' compares a {_type_name(left)} with a {_type_name(right)}",
                        f"“{op}”把{_type_zh(left)}与{_type_zh(right)}相比较", node)
-        if op not in ("==", "!=") and left not in (NUMERIC, "date"):
-            raise _err("order_types", f"'{op}' needs numbers or dates, not a {_type_name(left)}",
-                       f"“{op}”只能比较数字或日期，不能比较{_type_zh(left)}", node)
+        if op not in ("==", "!=") and left not in (NUMERIC, "date", "string"):
+            raise _err("order_types", f"'{op}' needs numbers, dates or texts, not a {_type_name(left)}",
+                       f"“{op}”只能比较数字、日期或文本，不能比较{_type_zh(left)}", node)
         self._check_category(left_node, right_node)
         self._check_category(right_node, left_node)
         return T.Compare(node.pos, "bool", scope, op, left_node, right_node, money=False, syntax=node)
@@ -158,10 +161,16 @@ class Checker:
     def _inlist(self, node: ast.InList, scope: str, in_before: bool) -> T.Expr:
         value = self.expr(node.value, scope, in_before)
         options = self.expr(node.options, scope, in_before)
-        if options.type.split(":", 1)[1] != value.type and node.options.items:
+        if not options.type.startswith(("list:", "column:")):
+            raise _err("in_needs_list",
+                       f"'{ast.to_text(node.options)}' is not a list: 'in' needs a list [...], a list parameter "
+                       "or a table column (x in drg.drg_group)",
+                       f"“{ast.to_text(node.options)}”不是列表：“in”后面应为列表 [...]、列表参数或表列"
+                       "（如 x in drg.drg_group）", node.options)
+        if options.type.split(":", 1)[1] != value.type and not (isinstance(options, T.ListOf) and not options.items):
             raise _err("compare_types", f"'in' looks for a {_type_name(value.type)} in a list of another kind",
                        f"“in”在另一类型的列表中查找{_type_zh(value.type)}", node)
-        items = options.items if isinstance(options, T.ListOf) else ()
+        items = options.items if isinstance(options, T.ListOf) else (options,)
         for item in items:
             self._check_category(value, item)
         return T.InList(node.pos, "bool", scope, value, items, node.negate, money=False, syntax=node)
@@ -196,6 +205,8 @@ class Checker:
     # ---- names -------------------------------------------------------------------------
     def _name(self, node: ast.Name, scope: str, in_before: bool) -> T.Expr:
         ref = self.resolve(node, list(node.parts), scope, [])
+        if self.table_scope is not None and ref.kind != "column":
+            raise self._outside_table(node)
         if ref.kind == "var":
             var = self.model.entities[ref.entity].variables[ref.name]
             if ref.name in self.model.entities[ref.entity].links:  # no column holds a link's ids
@@ -215,14 +226,19 @@ class Checker:
         if ref.kind == "param":
             self.params.add(ref.name)
             param = self.parameters[ref.name]
-            return T.Param(node.pos, param.kind, scope, ref.name, money=param.unit in MONEY_UNITS, syntax=node)
+            typ = f"list:{param.value_type}" if param.kind == "list" else param.kind
+            return T.Param(node.pos, typ, scope, ref.name, money=param.unit in MONEY_UNITS, syntax=node)
         if ref.kind == "table":
             raise _err("table_needs_column",
                        f"'{ref.name}' is a table; name one of its columns, e.g. {ref.name}.{next(iter(self.tables[ref.name].columns), 'value')}",
                        f"“{ref.name}”是一张表；请指明列名", node)
         if ref.kind == "column":
             self.tables_used.add(ref.name)
-            typ = "column:" + self.tables[ref.name].column_type(ref.column)
+            typ = self.tables[ref.name].column_type(ref.column)
+            if self.table_scope is None:
+                typ = "column:" + typ
+            elif ref.name != self.table_scope:
+                raise self._outside_table(node)
             return T.Column(node.pos, typ, scope, ref.name, ref.column, syntax=node)
         return T.Rows(node.pos, NUMERIC, scope, money=False, syntax=node)
 
@@ -247,8 +263,8 @@ class Checker:
         if head in entity.links:
             return self.resolve(node, parts[1:], entity.links[head], [*path, head])
         if not path and head in self.tables:
-            if len(parts) != 2 or parts[1] not in self.tables[head].columns:
-                cols = list(self.tables[head].columns)
+            if len(parts) != 2 or parts[1] not in [*self.tables[head].key, *self.tables[head].columns]:
+                cols = [*self.tables[head].key, *self.tables[head].columns]
                 hint = _suggest(parts[1], cols)
                 raise _err("unknown_column",
                            f"table '{head}' has no column '{'.'.join(parts[1:])}'"
@@ -274,6 +290,13 @@ class Checker:
                     f"not a value; read a value of that {target.name} through it, e.g. {example}",
                     f"“{node.dotted}”是关联字段：它指明本{ref.entity}所属的{target.name}，不是一个值；"
                     f"请通过它读取该{target.name}的值，例如 {example}", node)
+
+    def _outside_table(self, node: ast.Name) -> FormulaError:
+        table = self.table_scope
+        return _err("table_scope",
+                    f"a total over table '{table}' reads only its own columns and fixed values; "
+                    f"'{node.dotted}' is not a column of {table}",
+                    f"对表“{table}”的汇总只能读取该表自身的列和固定值；“{node.dotted}”不是表 {table} 的列", node)
 
     def _child_error(self, node: ast.Name, child: str, scope: str) -> FormulaError:
         return _err("needs_aggregation",
@@ -424,7 +447,8 @@ def _compatible(want: str, got: str) -> bool:
 _NAMES = {"number": ("number", "数字"), "bool": ("yes/no value", "是/否值"), "string": ("text", "文本"),
           "date": ("date", "日期"), "map": ("parameter by category", "分类参数"),
           "bands": ("band table", "分段表"), "list:number": ("list of numbers", "数字列表"),
-          "list:string": ("list of texts", "文本列表")}
+          "list:string": ("list of texts", "文本列表"), "column:number": ("table column of numbers", "数字表列"),
+          "column:string": ("table column of texts", "文本表列")}
 
 
 def _type_name(typ: str) -> str:

@@ -31,9 +31,10 @@ SYNTAX_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
         ["min(a b)", "f(1 2)", "max(a, b c)", "min(a.b c)"],
     ),
     "in_needs_list": (
-        "'in' must be followed by a list in square brackets, as in x in [\"a\", \"b\"]",
-        "“in”后面必须是方括号列表，例如 x in [\"a\", \"b\"]",
-        ["x in y", "x not in y", "x in 1"],
+        "'in' must be followed by a list in square brackets, as in x in [\"a\", \"b\"], or by the name of "
+        "a list parameter or a table column (x in codes, x in drg.drg_group)",
+        "“in”后面必须是方括号列表，例如 x in [\"a\", \"b\"]，或列表参数、表列的名称（x in codes、x in drg.drg_group）",
+        ["x in 1", "x not in 1", "x in (y)"],
     ),
     "unclosed_bracket": (
         "a '[' is not closed; add the matching ']'",
@@ -112,12 +113,12 @@ NO_NULL = (
 )
 
 # Functions whose arguments may be lists written in place: edges, rates, values.
-LIST_ARGUMENTS = ("bands", "step")
+LIST_ARGUMENTS = ("bands", "step", "starts_with")
 LIST_NOT_ALLOWED = (
     "lists are not supported here: a list [...] may only follow 'in' (x in [1, 2]) or give the edges, "
-    "rates or values of bands() and step(); elsewhere a formula works on one value per row (for a value "
-    "by category, use a parameter by category: rate[level])",
-    "此处不支持列表：列表 [...] 只能用在“in”之后（x in [1, 2]），或作为 bands()、step() 的分段点、比率或取值；"
+    "rates or values of bands() and step(), or the prefixes of starts_with(); elsewhere a formula works "
+    "on one value per row (for a value by category, use a parameter by category: rate[level])",
+    "此处不支持列表：列表 [...] 只能用在“in”之后（x in [1, 2]），或作为 bands()、step() 的分段点、比率或取值、starts_with() 的前缀；"
     "其他位置公式按行计算单个值（按类别取值请用分类参数：rate[level]）",
 )
 

@@ -86,7 +86,7 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
         frame = Frame(pop, var.entity, ctx)
         columns = {}
         for node in input_nodes(step.checked.node):
-            if isinstance(node, T.Param) and node.type in ("map", "bands"):
+            if isinstance(node, T.Param) and (node.type in ("map", "bands") or node.type.startswith("list:")):
                 columns[label(node)] = ("param", node.name)
                 continue
             columns[label(node)] = ("column", isinstance(node, T.Var) and bool(node.money),

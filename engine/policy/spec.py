@@ -25,14 +25,14 @@ class Parameter:
 
     name: str
     label: Label
-    kind: str  # number | bool | string | map | bands
+    kind: str  # number | bool | string | date | list | map | bands
     versions: list[ParameterVersion]
     unit: str = ""
     source: str | None = None
     assumed: str | None = None
     note: str | None = None
     path: tuple = ()
-    value_type: str = "number"  # for maps: the type of the mapped values
+    value_type: str = "number"  # for maps and lists: the type of the values (number or string)
 
     def version_index(self, dates: np.ndarray | np.datetime64) -> np.ndarray | int:
         """Index of the version in force on each date; dates before the first use the first."""
@@ -60,8 +60,26 @@ class Table:
     text: str = field(default="", repr=False)  # its CSV text, for drafts checked against the served tables
 
     def column_type(self, column: str) -> str:
-        values = self.columns[column]
+        values = self.column_values(column)
         return "number" if all(isinstance(v, float) for v in values) else "string"
+
+    def column_values(self, column: str) -> list[Any]:
+        """A column's values in row order; a key column's too (numbers as floats, like value cells)."""
+        if column in self.columns:
+            return self.columns[column]
+        at = self.key.index(column)
+        texts = [""] * len(self.index)
+        for key, row in self.index.items():
+            texts[row] = key[at]
+        numbers = [_number_or_none(t) for t in texts]
+        return texts if any(n is None for n in numbers) else numbers
+
+
+def _number_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 @dataclass

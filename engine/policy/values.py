@@ -19,6 +19,7 @@ from engine.policy.spec import Parameter, ParameterVersion, Table
 from engine.policy.yaml_source import SourceText, shown
 
 PERCENT = re.compile(r"^\s*(-?\d[\d_]*(\.\d+)?)\s*%\s*$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class ValueProblem(Exception):
@@ -68,8 +69,12 @@ def _bounded(result: float | int, written: Any) -> float:
 def infer_kind(value: Any) -> str:
     if isinstance(value, dict):
         return "bands" if "edges" in value or "rates" in value else "map"
+    if isinstance(value, list):
+        return "list"
     if isinstance(value, bool):
         return "bool"
+    if isinstance(value, dt.date) or isinstance(value, str) and ISO_DATE.match(value.strip()):
+        return "date"
     if isinstance(value, str) and not PERCENT.match(value):
         try:
             float(value)
@@ -90,6 +95,10 @@ def normalize(kind: str, value: Any) -> Any:
         return value
     if kind == "string":
         return str(value)
+    if kind == "date":
+        return date_value(value)
+    if kind == "list":
+        return list_value(value)
     if kind == "map":
         if not isinstance(value, dict) or not value:
             raise ValueProblem("a parameter by category needs 'category: value' entries",
@@ -102,6 +111,50 @@ def normalize(kind: str, value: Any) -> Any:
                 raise ValueProblem(err.en, err.zh, (key,)) from None
         return out
     return bands(value)
+
+
+def date_value(value: Any) -> dt.date:
+    """A date parameter: a YAML date or its text YYYY-MM-DD."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and ISO_DATE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueProblem(f"'{shown(value)}' is not a date (write YYYY-MM-DD, e.g. 2024-07-01)",
+                       f"“{shown(value)}”不是日期（应写作 YYYY-MM-DD，例如 2024-07-01）")
+
+
+def list_value(value: Any) -> list:
+    """A list parameter: numbers (5, 0.05, 5%) or texts, all of one kind; codes are texts in quotes."""
+    if not isinstance(value, list) or not value:
+        raise ValueProblem("a list parameter needs a list of values, e.g. [\"3708\", \"3709\"] or [1, 2]",
+                           "列表参数需要一组值，例如 [\"3708\", \"3709\"] 或 [1, 2]")
+    texts = [isinstance(v, str) and not PERCENT.match(v) for v in value]
+    out: list = []
+    for i, item in enumerate(value):
+        if isinstance(item, (list, dict)) or item is None or isinstance(item, bool):
+            raise ValueProblem(f"'{shown(item)}' cannot be an item of a list: write a number or a text",
+                               f"“{shown(item)}”不能作为列表的一项：请写数字或文本", (i,))
+        if any(texts) and not texts[i]:
+            raise ValueProblem(f"'{shown(item)}' is a number in a list of texts: write every item in quotes "
+                               f"(\"{shown(item)}\"); a code such as 0101 must be quoted",
+                               f"“{shown(item)}”是数字，而列表中其他项是文本：请给每一项加引号（\"{shown(item)}\"）；"
+                               f"0101 这样的编码必须加引号", (i,))
+        try:
+            out.append(str(item) if texts[i] else number(item))
+        except ValueProblem as err:
+            raise ValueProblem(err.en, err.zh, (i,)) from None
+    return out
+
+
+def item_type(kind: str, value: Any) -> str:
+    """The type of a list's items, or of a map's values: text or number."""
+    items = value if kind == "list" else value.values() if kind == "map" else ()
+    return "string" if any(isinstance(v, str) for v in items) else "number"
 
 
 def _key(key: Any) -> str:
@@ -174,9 +227,14 @@ def build_parameter(name: str, spec: dict, source: SourceText, start: dt.date,
                                    f"parameter '{name}' must cite its clause (source: 四（四）2) or say why it is assumed (assumed: …)",
                                    f"参数“{name}”必须注明条款出处（source）或说明假设理由（assumed）",
                                    source.key_location(path)))
-    value_type = "number"
-    if kind == "map":
-        value_type = "string" if any(isinstance(v, str) for ver in versions for v in ver.value.values()) else "number"
+    types = {item_type(kind, v.value) for v in versions}
+    if kind == "list" and len(types) > 1:
+        problems.append(Diagnostic("bad_value", f"parameter '{name}': every version must list the same kind of "
+                                   "values (all texts or all numbers)",
+                                   f"参数“{name}”：各版本列表的取值类型必须一致（都是文本或都是数字）",
+                                   source.location((*path, "values"))))
+        return None
+    value_type = "string" if "string" in types else "number"
     return Parameter(name=name, label=label_of(spec.get("label")), kind=kind, versions=versions,
                      unit=spec.get("unit", ""), source=spec.get("source"), assumed=spec.get("assumed"),
                      note=spec.get("note"), path=path, value_type=value_type)

@@ -258,13 +258,15 @@ def cumulative(amount, edges, rates, base=None):
     return total
 
 
-def step(frame: Frame, x, edges, values, left_closed: bool):
-    """Threshold rule: the value of the band the amount falls in; edges belong to the upper
-    band when `left_closed` (x >= edge), else to the lower one (x > edge)."""
+def step(frame: Frame, x, edges, values, left_closed: bool | list[bool]):
+    """Threshold rule: the value of the band the amount falls in; an edge belongs to the upper
+    band when it is left-closed (x >= edge), else to the lower one (x > edge). `left_closed` is
+    one flag for every edge or one per edge."""
     x = np.asarray(x, dtype=float)
+    sides = left_closed if isinstance(left_closed, list) else [left_closed] * len(edges)
     index = np.zeros(np.shape(x), dtype=np.int64)
-    for edge in edges:
-        index = index + (exact.greater_equal(x, edge) if left_closed else exact.greater(x, edge))
+    for edge, closed in zip(edges, sides, strict=True):
+        index = index + (exact.greater_equal(x, edge) if closed else exact.greater(x, edge))
     if index.ndim == 0:
         return values[int(index)]
     picked = [frame.full(v) for v in values]
@@ -322,6 +324,22 @@ def _codes(columns: list[np.ndarray], cache: dict | None = None) -> tuple[np.nda
     return where.reshape(-1), tuples
 
 
+def table_rows(frame: Frame, table, keys: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
+    """For each row, the table row of its key (-1: not in the table), the distinct key tuples and
+    each row's tuple. Over all rows of an entity the answer is kept for the run, so that several
+    lookups (and has()) on the same key columns factorize them once."""
+    cache = frame.ctx.key_codes if frame.rows is None else None
+    ident = ("rows", table.name, tuple(id(k) for k in keys))
+    if cache is not None and ident in cache and all(a is b for a, b in zip(cache[ident][0], keys, strict=True)):
+        return cache[ident][1]
+    where, tuples = _codes(keys, cache)
+    found = np.array([table.index.get(t, -1) for t in tuples], dtype=np.int64)
+    answer = (found[where], tuples, where)
+    if cache is not None:
+        cache[ident] = (list(keys), answer)  # the key columns kept alive: their ids stay theirs
+    return answer
+
+
 def table_lookup(frame: Frame, table, column: str, keys: list[np.ndarray], default):
     """Vectorized lookup of `table.column` by key columns; a key not in the table gives
     `default`, or 0 / "" with a warning."""
@@ -329,9 +347,7 @@ def table_lookup(frame: Frame, table, column: str, keys: list[np.ndarray], defau
     is_number = table.column_type(column) == "number"
     if frame.size == 0:
         return np.zeros(0) if is_number else np.zeros(0, dtype=str)
-    where, tuples = _codes(keys, frame.ctx.key_codes if frame.rows is None else None)
-    found = np.array([table.index.get(t, -1) for t in tuples], dtype=np.int64)
-    row = found[where]
+    row, tuples, where = table_rows(frame, table, keys)
     source = np.asarray(values, dtype=float if is_number else str)
     missing = row < 0
     out = source[np.maximum(row, 0)] if len(source) else np.zeros(len(row))
@@ -345,6 +361,58 @@ def table_lookup(frame: Frame, table, column: str, keys: list[np.ndarray], defau
             default = 0.0 if is_number else ""
         out = np.where(missing, default, out)
     return out
+
+
+def table_has(frame: Frame, table, keys: list[np.ndarray]) -> np.ndarray:
+    """Whether each row's key is in the table (has(table, key…))."""
+    if frame.size == 0:
+        return np.zeros(0, dtype=bool)
+    return table_rows(frame, table, keys)[0] >= 0
+
+
+def _per_distinct(frame: Frame | None, values, test: Callable[[str], bool]) -> np.ndarray:
+    """`test` on each distinct text of a column (cached factorization over whole entities), spread
+    back to the rows: a code column of a million claims holds a few thousand distinct codes."""
+    array = np.asarray(values)
+    if array.ndim == 0:
+        return np.asarray(test(str(array.item())))
+    if len(array) == 0:
+        return np.zeros(0, dtype=bool)
+    cache = frame.ctx.key_codes if frame is not None and frame.rows is None else None
+    inverse, uniques = _factorize(array, cache)
+    return np.array([test(u) for u in uniques], dtype=bool)[inverse]
+
+
+def member(frame: Frame | None, values, items) -> np.ndarray:
+    """`x in items` for a list parameter or a table column's values."""
+    if isinstance(items, np.ndarray):
+        items = items.tolist()
+    array = np.asarray(values)
+    if array.dtype.kind in "UO":
+        wanted = {str(i) for i in items}
+        return _per_distinct(frame, array, wanted.__contains__)
+    return np.isin(array, np.asarray(items, dtype=float))
+
+
+def starts_with(frame: Frame | None, values, prefixes) -> np.ndarray:
+    """Whether each text starts with the prefix, or with one of a list of prefixes."""
+    if isinstance(prefixes, np.ndarray) and prefixes.ndim == 1 and np.ndim(values) == 1 \
+            and len(prefixes) == len(values) and prefixes.dtype.kind in "UO":  # a prefix per row
+        return np.char.startswith(np.asarray(values, dtype=str), prefixes.astype(str))
+    heads = tuple(str(p) for p in (prefixes if isinstance(prefixes, (list, tuple, np.ndarray)) else [prefixes]))
+    return _per_distinct(frame, values, lambda text: text.startswith(heads))
+
+
+def between(frame: Frame | None, x, low, high, is_text: bool) -> np.ndarray:
+    """low <= x <= high. For texts (code ranges such as C00–C97) the code's first len(high)
+    characters are compared with `high`, so sub-codes (C97.1) are inside the range."""
+    if not is_text:
+        return np.logical_and(np.greater_equal(x, low), np.less_equal(x, high))
+    if np.ndim(low) == 0 and np.ndim(high) == 0:
+        lo, hi = str(np.asarray(low).item()), str(np.asarray(high).item())
+        return _per_distinct(frame, x, lambda code: lo <= code and code[:len(hi)] <= hi)
+    inside = np.frompyfunc(lambda code, lo, hi: str(lo) <= str(code) and str(code)[:len(str(hi))] <= str(hi), 3, 1)
+    return inside(x, low, high).astype(bool)
 
 
 def map_lookup(frame: Frame, name: str, mapping: dict, keys) -> np.ndarray:

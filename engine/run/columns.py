@@ -193,9 +193,17 @@ def required_inputs(policy, wanted: set[tuple[str, str]],
     """Inputs without a default that the wanted outputs depend on, each with the first formula
     variable that reads it. A formula variable given on every row (`complete`) needs nothing.
     (The chain order fields are not required: a chain orders rows without dates by input order.)"""
+    return {key: readers[0] for key, readers in input_readers(policy, wanted, complete).items()}
+
+
+def input_readers(policy, wanted: set[tuple[str, str]],
+                  complete: Callable[[tuple[str, str]], bool]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Inputs without a default that the wanted outputs depend on, each with every formula variable
+    of the run that reads it directly (the first found first)."""
     plan, model = policy.plan, policy.model
-    found: dict[tuple[str, str], tuple[str, str]] = {}
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
     seen: set[tuple[str, str]] = set()
+    formulas: list[tuple[str, str]] = []
     stack = [(k, k) for k in wanted]
     while stack:
         key, reader = stack.pop()
@@ -206,11 +214,14 @@ def required_inputs(policy, wanted: set[tuple[str, str]],
         if step is None:
             var = model.entities[key[0]].variables.get(key[1])
             if var is not None and var.is_input and var.default is None and key[1] not in model.entities[key[0]].links:
-                found.setdefault(key, reader)
+                found.setdefault(key, [reader])
             continue
         if complete(key):
             continue
+        formulas.append(key)
         stack.extend((d, key) for d in step.checked.deps if d not in seen)
+    for key, readers in found.items():
+        readers += [f for f in formulas if f not in readers and key in plan.by_key[f].checked.deps]
     return found
 
 
@@ -228,8 +239,14 @@ def required_faults(policy, pop: Population, wanted: set[tuple[str, str]], where
         given = pop.supplied.get(key[0], {}).get(key[1])
         return given is not None and bool(given[1].all())
     faults = []
-    for key, reader in sorted(required_inputs(policy, wanted, complete).items()):
+    for key, readers in sorted(input_readers(policy, wanted, complete).items()):
+        reader = readers[0]
         rows = missing_rows(pop, key)
+        if len(rows) and all(r[0] == key[0] for r in readers):
+            # the formulas that read it run only on the rows that do not supply their own value
+            masks = [pop.supplied.get(r[0], {}).get(r[1]) for r in readers]
+            if all(m is not None for m in masks):
+                rows = rows[~np.logical_and.reduce([m[1][rows] for m in masks])]
         if not len(rows):
             continue
         entity, name = key

@@ -14,7 +14,7 @@ from engine.errors import InputFault, SituationError
 from engine.model.spec import Variable
 from engine.period import Period, parse_period
 from engine.policy.spec import Parameter, Policy
-from engine.policy.values import ValueProblem, normalize
+from engine.policy.values import ValueProblem, item_type, normalize
 from engine.run.checks import id_problem, joined_links, number_problem
 from engine.run.columns import (
     EntityColumns,
@@ -298,12 +298,24 @@ def checked_override(param: Parameter, value: Any) -> Any:
         _check_number(param, out, ())
     elif param.kind == "map":
         _check_map(param, out)
+    elif param.kind == "list":
+        _check_list(param, out)
     elif param.kind == "bands":
         for i, edge in enumerate(out["edges"]):
             _check_number(param, edge, ("edges", i), bounded=False)
         for i, rate in enumerate(out["rates"]):
             _check_number(param, rate, ("rates", i))
     return out
+
+
+def _check_list(param: Parameter, value: list) -> None:
+    """A list override holds the same kind of items as the policy's list (texts or numbers)."""
+    if item_type("list", value) != param.value_type:
+        en, zh = ("texts", "文本") if param.value_type == "string" else ("numbers", "数字")
+        raise ValueProblem(f"must be a list of {en}, like the policy's own value", f"应为{zh}列表，与政策中的取值一致")
+    for i, item in enumerate(value):
+        if isinstance(item, float):
+            _check_number(param, item, (i,))
 
 
 def _check_map(param: Parameter, value: dict) -> None:
