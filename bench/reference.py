@@ -530,30 +530,39 @@ def jingdezhen_numpy(inp: Inputs) -> dict[str, dict[str, np.ndarray]]:
     c_inst = inp.links[("claim", "institution")]
     level = np.where(c_inst >= 0, i["level"][np.maximum(c_inst, 0)], 0.0)
     deductible_standard = _by_level(level, p["deductible_by_level"])
-    outpatient = either(c["setting"], ("outpatient", "chronic_outpatient"))
-    applicable = np.where(outpatient, 0.0, deductible_standard)
-    repeat = c.get("repeat_test_cost", np.zeros(n))
-    refused = c.get("refused_cost", np.zeros(n))
-    self_pay = c["self_pay_items"]
-    chargeable = c["total_cost"] - repeat
-    earlier = chain_max_before(applicable, inp.links[("claim", "episode")], c["admit_date"], c["discharge_date"])
-    deductible_due = np.maximum(0, np.minimum(chargeable - self_pay, np.maximum(0, applicable - earlier)))
-    coinsurance = _by_level(level, p["coinsurance_by_level"])
-    patient_paid = self_pay + deductible_due + np.maximum(0, chargeable - self_pay - deductible_due) * coinsurance
-    fund_payable = chargeable - patient_paid - refused
-    in_scope = ~c.get("public_health_emergency", np.zeros(n, dtype=bool))
-
-    # communities 四（三）–四（五）
     n_comm = inp.size("community")
     inst_comm = inp.links[("institution", "community")]
     comm = np.where(c_inst >= 0, inst_comm[np.maximum(c_inst, 0)], -1)
-    keep = in_scope & (comm >= 0)
+    in_community = comm >= 0
+    owes = either(c["setting"], ("inpatient", "day_surgery"))
+    on_chain = owes & in_community & ~c.get("out_of_area", np.zeros(n, dtype=bool))  # C8: inside the 医共体
+    applicable_standard = np.where(on_chain, deductible_standard, 0.0)
+    repeat = c.get("repeat_test_cost", np.zeros(n))
+    refused = c.get("refused_cost", np.zeros(n))
+    self_pay = c["self_pay_items"]
+    chargeable = np.maximum(0, c["total_cost"] - repeat)
+    self_pay_paid = np.minimum(self_pay, chargeable)
+    cost_base = np.maximum(0, chargeable - self_pay)
+    earlier = chain_max_before(applicable_standard, inp.links[("claim", "episode")], c["admit_date"],
+                               c["discharge_date"])
+    deductible_due = np.where(~owes, 0.0, np.where(~on_chain, np.minimum(cost_base, deductible_standard),
+                                                   np.minimum(cost_base, np.maximum(0, deductible_standard - earlier))))
+    coinsurance = _by_level(level, p["coinsurance_by_level"])
+    shared = (cost_base - deductible_due) * coinsurance
+    patient_paid = self_pay_paid + deductible_due + shared
+    fund_payable = cost_base - deductible_due - shared - refused
+    in_scope = in_community & ~c.get("public_health_emergency", np.zeros(n, dtype=bool))
+    method = c["payment_method"] if "payment_method" in c else np.full(n, "fee_for_service")
+
+    # communities 四（三）–四（五）
+    keep = in_scope
     eligible = m["meets_tight_standard"] & m["dip_in_force"] & m["city_level_pooling"]
-    base = (m["last_year_inpatient"] + m["last_year_general_outpatient"] + m["last_year_chronic_outpatient"]
-            + m["last_year_negotiated_drugs"] + m["last_year_dual_channel_drugs"] + m["last_year_out_of_county"])
-    growth = np.minimum(m["growth_rate"], m["city_revenue_growth"])
-    total = base * (1 + growth) + m["package_adjustment"]
-    risk_fund = np.where(eligible, total * p["risk_fund_rate"], 0.0)
+    base = np.where(eligible, m["last_year_inpatient"] + m["last_year_general_outpatient"]
+                    + m["last_year_chronic_outpatient"] + m["last_year_negotiated_drugs"]
+                    + m["last_year_dual_channel_drugs"] + m["last_year_out_of_county"], 0.0)
+    growth = np.where(eligible, np.minimum(m["growth_rate"], m["city_revenue_growth"]), 0.0)
+    total = np.where(eligible, base * (1 + growth) + m["package_adjustment"], 0.0)  # 三: all 0 when not eligible
+    risk_fund = total * p["risk_fund_rate"]
     monthly = np.where(eligible, p["monthly_prepayment_rate"] * np.maximum(0, total - m["last_year_out_of_county"]),
                        0.0)
     annual_prepayment = p["prepayment_months"] * monthly
@@ -565,26 +574,35 @@ def jingdezhen_numpy(inp: Inputs) -> dict[str, dict[str, np.ndarray]]:
     retained = _bands(surplus, p["surplus_edges"], p["surplus_rates"], total)
     payment = np.where(~eligible, 0.0, np.where(overspend > 0, total + fund_share, spending + retained))
     balance = np.where(eligible, payment - m["actual_out_of_county"] - annual_prepayment, 0.0)
-    primary_share = np.where(spending > 0, _div(m["primary_spending"], spending), 0.0)
+    inside = spending - m["actual_out_of_county"]  # J1: the share's base is spending inside the 医共体
+    primary_share = np.where(inside > 0, _div(m["primary_spending"], inside), 0.0)
     full = m["assessment_score"] >= p["assessment_pass_score"]
     factor = np.where(full, 1.0, np.clip(m["assessment_score"] / 100, 0, 1))
     year_end = np.where(balance > 0, balance * factor, balance)
     return {
         "claim": {"institution_level": level, "deductible_standard": deductible_standard,
-                  "applicable_standard": applicable, "chargeable_cost": chargeable, "deductible_due": deductible_due,
+                  "applicable_standard": applicable_standard, "chargeable_cost": chargeable,
+                  "self_pay_paid": self_pay_paid,
+                  "cost_base": cost_base, "deductible_due": deductible_due,
                   "base_coinsurance": coinsurance, "coinsurance": coinsurance, "patient_paid": patient_paid,
-                  "fund_payable": fund_payable, "institution_borne": repeat + refused, "in_package_scope": in_scope},
+                  "fund_payable": fund_payable, "institution_borne": repeat + refused, "in_package_scope": in_scope,
+                  "excluded_cost": repeat, "in_community": in_community, "owes_deductible": owes,
+                  "on_community_chain": on_chain,
+                  "method_fund_payment": np.where(either(method, ("drg", "dip", "capitation")), 0.0, fund_payable)},
         "community": {"package_eligible": eligible, "package_base": base, "growth_applied": growth,
                       "package_total": total, "risk_fund": risk_fund,
                       "prepayment_out_of_county": m["last_year_out_of_county"].copy(),
                       "monthly_prepayment": monthly, "annual_prepayment": annual_prepayment,
-                      "actual_spending": spending, "overspend": overspend,
+                      "actual_spending": spending, "in_community_spending": inside, "overspend": overspend,
                       "overspend_ratio": np.where(total > 0, _div(overspend, total), 0.0),
                       "fund_overspend_share": fund_share, "community_overspend_share": overspend - fund_share,
                       "surplus": surplus, "surplus_ratio": np.where(total > 0, _div(surplus, total), 0.0),
                       "retained_surplus": retained, "returned_surplus": surplus - retained,
                       "annual_fund_payment": payment, "year_end_balance": balance,
                       "primary_share": primary_share, "primary_share_ok": primary_share >= p["primary_share_floor"],
+                      "primary_spending_total": m["primary_spending"].copy(), "is_community": np.ones(n_comm, bool),
+                      "has_fund_packages": np.zeros(n_comm, bool),
+                      "out_of_county_share": np.where(spending > 0, _div(m["actual_out_of_county"], spending), 0.0),
                       "assessment_full_payment": full, "assessment_factor": factor,
                       "year_end_payment": year_end, "assessment_withheld": balance - year_end},
     }
@@ -702,6 +720,7 @@ def jingdezhen_claim_lists(inp: Inputs) -> dict[str, list]:
             "repeat_test_cost": c.get("repeat_test_cost", np.zeros(n)).tolist(),
             "refused_cost": c.get("refused_cost", np.zeros(n)).tolist(),
             "emergency": c.get("public_health_emergency", np.zeros(n, bool)).tolist(),
+            "out_of_area": c.get("out_of_area", np.zeros(n, bool)).tolist(),
             "episode": inp.links[("claim", "episode")].tolist(),
             "admit": c["admit_date"].astype("datetime64[D]").astype(np.int64).tolist(),
             "discharge": c["discharge_date"].astype("datetime64[D]").astype(np.int64).tolist(),
@@ -713,9 +732,12 @@ def jingdezhen_loop(claims: dict[str, list]) -> dict:
     claim; also the package-scope spending of each community."""
     p = JINGDEZHEN
     deductibles, coinsurances = p["deductible_by_level"], p["coinsurance_by_level"]
-    applicable = [0.0 if s in ("outpatient", "chronic_outpatient") else deductibles.get(lv, 0.0)
-                  for s, lv in zip(claims["setting"], claims["level"], strict=True)]
-    earlier = [0.0] * len(applicable)
+    owes = [s in ("inpatient", "day_surgery") for s in claims["setting"]]
+    on_chain = [o and community >= 0 and not away for o, community, away in
+                zip(owes, claims["community"], claims["out_of_area"], strict=True)]  # C8: inside the 医共体
+    standard = [deductibles.get(lv, 0.0) for lv in claims["level"]]
+    applicable = [std if on else 0.0 for std, on in zip(standard, on_chain, strict=True)]
+    earlier = [0.0] * len(standard)
     chained = sorted((e, a, d, r) for r, (e, a, d) in
                      enumerate(zip(claims["episode"], claims["admit"], claims["discharge"], strict=True)) if e >= 0)
     last_episode, highest = -1, 0.0
@@ -725,14 +747,14 @@ def jingdezhen_loop(claims: dict[str, list]) -> dict:
         earlier[row] = 0.0 if highest is None else highest
         highest = applicable[row] if highest is None else max(highest, applicable[row])
     payable, spending = [], {}
-    for std, before, level, cost, self_pay, repeat, refused, emergency, community in zip(
-            applicable, earlier, claims["level"], claims["total_cost"], claims["self_pay_items"],
+    for std, before, owe, on, level, cost, self_pay, repeat, refused, emergency, community in zip(
+            standard, earlier, owes, on_chain, claims["level"], claims["total_cost"], claims["self_pay_items"],
             claims["repeat_test_cost"], claims["refused_cost"], claims["emergency"], claims["community"],
             strict=True):
-        chargeable = cost - repeat
-        due = max(0, min(chargeable - self_pay, max(0, std - before)))
-        paid = self_pay + due + max(0, chargeable - self_pay - due) * coinsurances.get(level, 0.0)
-        amount = chargeable - paid - refused
+        chargeable = max(0, cost - repeat)
+        base = max(0, chargeable - self_pay)
+        due = 0.0 if not owe else min(base, std) if not on else min(base, max(0, std - before))
+        amount = base - due - (base - due) * coinsurances.get(level, 0.0) - refused
         payable.append(amount)
         if not emergency and community >= 0:  # millionths, as the policy language sums
             spending[community] = spending.get(community, 0) + round(amount * 1e6)

@@ -137,6 +137,12 @@ def cmd_validate(args) -> int:
             print(f"  assumed values / 假设值 ({len(policy.assumed)}):")
             for line in policy.assumed:
                 print(f"    - {line}")
+        open_readings = [r for r in policy.readings if r.status == "open"]
+        if open_readings:
+            print(f"  open readings / 待定理解 ({len(open_readings)}):")
+            for r in open_readings:
+                affects = f" [{', '.join(r.affects)}]" if r.affects else ""
+                print(f"    - {r.clause}: {r.text.en} / {r.text.zh}{affects}")
     return EXIT_POLICY if failed else 0
 
 

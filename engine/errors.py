@@ -60,9 +60,11 @@ class InputFault:
     path: str
     en: str
     zh: str
+    code: str = ""  # a stable name for faults a client may act on (community_fund_missing)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "message": self.en, "message_zh": self.zh}
+        out = {"path": self.path, "message": self.en, "message_zh": self.zh}
+        return {**out, "code": self.code} if self.code else out
 
 
 class SituationError(Exception):

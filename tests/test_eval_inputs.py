@@ -176,7 +176,7 @@ def test_every_fault_of_a_situation_is_reported_at_once():
                 5,
             ],
             "claims": [],
-            "episode": [{"id": "E"}],
+            "account": [{"id": "H1"}],  # an account id is <institution>|<fund>
         },
     })
     assert set(faults) == {
@@ -184,7 +184,7 @@ def test_every_fault_of_a_situation_is_reported_at_once():
         "entities.claim[0].total_cots", "entities.claim[0].institution", "entities.claim[1].id",
         "entities.claim[1].total_cost", "entities.claim[2].total_cost", "entities.claim[3].total_cost",
         "entities.claim[3].setting", "entities.claim[3].out_of_area", "entities.claim[3].admit_date",
-        "entities.claim[4].id", "entities.claim[5]", "entities.claims", "entities.episode",
+        "entities.claim[4].id", "entities.claim[5]", "entities.claims", "entities.account[0].id",
     }
     assert "did you mean 'total_cost'?" in faults["entities.claim[0].total_cots"]
     assert "did you mean 'entities'?" in faults["entitees"]

@@ -99,7 +99,7 @@ def test_the_api_answers_a_missing_input_with_422_and_the_path(tmp_path):
     answer = client.post("/v1/cities/jingdezhen/evaluate", json=body)
     assert answer.status_code == 422
     paths = [d["path"] for d in answer.json()["detail"]]
-    assert "entities.community[0].last_year_inpatient" in paths
+    assert "entities.community[0].assessment_score" in paths
 
 
 def test_batch_names_the_file_column_and_first_rows(tmp_path):

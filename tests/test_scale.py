@@ -56,7 +56,8 @@ def situation(c) -> dict:
         row = {"id": f"c{i}", "institution": f"H{c['inst'][i]}", "fund": f"F{c['fund'][i]}",
                "setting": str(c["setting"][i]), "drg_group": str(c["group"][i]), "total_cost": float(c["total"][i]),
                "self_pay_items": float(c["self_pay"][i]), "out_of_area": bool(c["out_of_area"][i]),
-               "referral_approved": bool(c["referred"][i]), "admit_date": admit[i], "discharge_date": discharge[i]}
+               "referral_approved": bool(c["referred"][i]), "admit_date": admit[i], "discharge_date": discharge[i],
+               "area": "3708", "diagnosis": "K35.8"}  # codes the template's code rules read (not compared here)
         if c["episode"][i]:
             row["episode"] = c["episode"][i]
         claims.append(row)

@@ -34,6 +34,6 @@ def policy_detail(policy: Policy) -> dict:
               for name, t in policy.tables.items()}
     checks = [c.describe() for c in policy.checks]
     return {"policy": policy.meta.to_dict(), "parameters": params, "variables": variables, "tables": tables,
-            "checks": checks,
+            "checks": checks, "readings": [r.describe() for r in policy.readings],
             "stages": [{"entity": e, "variables": names} for e, names in policy.plan.stages()],
             "assumed": policy.assumed, "digest": policy.digest}

@@ -99,6 +99,7 @@ class Fault(BaseModel):
     path: str = Field(examples=["entities.claim[3].total_cost"])
     message: str
     message_zh: str | None = None
+    code: str | None = Field(default=None, examples=["community_fund_missing"])
     check: str | None = Field(None, description="policy_check_failed: the check's name; with it come entity, "
                                                  "severity, source or assumed, count, ids and paths of the "
                                                  "first failing rows")

@@ -39,7 +39,7 @@ def read_table(path: Path) -> pa.Table:
     return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
 
 
-def _numpy(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray, np.ndarray]:
+def read_column(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray, np.ndarray]:
     """An Arrow column as the variable's numpy type, with the mask of non-null cells."""
     given = ~array.is_null().to_numpy(zero_copy_only=False)
     default = var.default_value()
@@ -120,7 +120,7 @@ def _column_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str
     if var.type == "string":
         return _value_faults(array, var, source, name, offset) if var.values else []
     try:
-        values, given = _numpy(array, var, f"{source}:{name}")
+        values, given = read_column(array, var, f"{source}:{name}")
     except SituationError as err:
         return err.faults
     if var.type == "number":
@@ -155,21 +155,19 @@ def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumn
         if name in entity.links:
             cols.links[name] = table[name]  # kept in Arrow; resolved through dictionary codes
             continue
-        cols.values[name], cols.given[name] = _numpy(table[name], var, f"{source}:{name}")
+        cols.values[name], cols.given[name] = read_column(table[name], var, f"{source}:{name}")
     return cols
 
 
 def read_entities(model, folder: Path, skip: tuple[str, ...] = ()) -> dict[str, EntityColumns]:
-    """Every entity file present in the folder (but those in `skip`); a file for an entity that
-    is made from another's rows (accounts, episodes) is a fault."""
+    """Every entity file present in the folder (but those in `skip`). A file of an entity made
+    from the claims (account.csv) supplies the inputs of the rows it names; its ids follow the
+    entity's key ("H1|resident") and are checked when the population is built."""
     data = {}
     for name, entity in model.entities.items():
         path = entity_file(folder, name)
         if path is None or name in skip:
             continue
-        if entity.derived:
-            raise SituationError([InputFault(path.name, f"{name} rows are made from the {entity.derived.source} "
-                                             "rows; remove this file", f"{name} 由数据自动生成，请删除此文件")])
         data[name] = read_entity(path, entity, frozenset(joined_links(model)))
     return data
 

@@ -247,9 +247,10 @@ def round_money(batch: pa.RecordBatch, money: list[str]) -> pa.RecordBatch:
 
 
 def derived_keys(policy: Policy, big: str, columns: list[str]) -> list[str]:
-    """The claim link columns that define the derived entities the plan computes on (accounts)."""
-    keys = sorted({k for e in policy.model.entities.values() if e.derived and e.derived.source == big
-                   and any(s.variable.entity == e.name for s in policy.plan.steps) for k in e.derived.key})
+    """The claim columns that define the derived entities the plan computes on: links (accounts)
+    and the date fields whose month keys a month entity (fund_month)."""
+    keys = sorted({p.field for e in policy.model.entities.values() if e.derived and e.derived.source == big
+                   and any(s.variable.entity == e.name for s in policy.plan.steps) for p in e.derived.parts})
     return [k for k in keys if k in columns]
 
 
@@ -258,7 +259,12 @@ def driver_population(policy: Policy, small: dict[str, EntityColumns], big: str,
     """The small entities, plus the entities derived from claims built from their distinct keys
     (one stand-in claim per key), for the driver's stages."""
     stand_in = EntityColumns(np.array([f"k{i}" for i in range(len(rows))], dtype=object))
+    fields = policy.model.entities[big].variables
     for j, key in enumerate(keys):
+        if key in fields and fields[key].type == "date":  # a month key: the first day of its month
+            stand_in.values[key] = np.array([np.datetime64("NaT") if r[j] is None else np.datetime64(r[j], "D")
+                                             for r in rows], dtype="datetime64[D]")
+            continue
         stand_in.links[key] = np.array(["" if r[j] is None else str(r[j]) for r in rows], dtype=str)
     pop, _ = build_population(policy.model, {**small, big: stand_in}, np.datetime64(period_end, "D"))
     return pop

@@ -20,6 +20,7 @@ from engine.batch.io import (
     check_table,
     entity_columns,
     entity_file,
+    read_column,
     read_entities,
     read_table,
     staged_output,
@@ -29,11 +30,13 @@ from engine.errors import InputFault, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
+from engine.run import keyed
 from engine.run import policy_checks as checks
 from engine.run.checks import joined_links
-from engine.run.columns import EntityColumns, build_population
+from engine.run.columns import EntityColumns, UnknownLink, build_population
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
+from engine.run.keyed import RowFault
 from engine.run.population import Population
 
 BIG = "claim"
@@ -85,10 +88,17 @@ def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | No
     data = {**small, BIG: entity_columns(claims, policy.model.entities[BIG], path.name)} if path else small
     pop, unknown = build_population(policy.model, data, np.datetime64(period.end, "D"))
     if unknown:
-        raise SituationError([InputFault(f"{u.entity}[{u.row}].{u.link}",
-                                         f"no {policy.model.entities[u.entity].links[u.link]} with id '{u.value}'",
-                                         f"没有 id 为“{u.value}”的上级") for u in unknown[:20]])
+        raise SituationError([file_fault(policy, u) for u in unknown[:20]])
     return pop
+
+
+def file_fault(policy: Policy, found: UnknownLink | RowFault) -> InputFault:
+    """A fault of the population builder, at entity[row].field of the entity's file."""
+    if isinstance(found, RowFault):
+        return InputFault(f"{found.entity}[{found.row}].{found.field}", found.en, found.zh, found.code)
+    target = policy.model.entities[found.entity].links[found.link]
+    return InputFault(f"{found.entity}[{found.row}].{found.field or found.link}", f"no {target} with id '{found.value}'",
+                      f"没有 id 为“{found.value}”的上级")
 
 
 def evaluate_all(policy: Policy, pop: Population, ctx: RunContext,
@@ -133,6 +143,7 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
     small = _small_entities(policy, folder)
     claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     _check_links(policy, small, claims)
+    _check_keyed(policy, small, claims, period)
     _check_required(policy, folder, small, claims)
     keys = partition.derived_keys(policy, BIG, claims.column_names)
     rows = distinct_keys(claims, keys)
@@ -297,27 +308,51 @@ def _check_links(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
         raise SituationError(faults)
 
 
+def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Table, period: Period) -> None:
+    """What a whole run reports on keyed entities, for chunked claims: supplied rows whose ids do
+    not fit their keys, claims without the date a month entity needs, claims without their
+    covering row (community_fund_missing). Built from the claims' links and dates only, and only
+    when such a check applies."""
+    model = policy.model
+    months = {p.field for e in model.entities.values() if e.derived and e.derived.source == BIG
+              and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
+    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in model.entities.values())
+    if not (months or supplied):
+        return
+    light = EntityColumns(pc.cast(claims["id"], pa.string()))
+    light.links = {k: claims[k] for k in model.entities[BIG].links if k in claims.column_names}
+    for name in months & set(claims.column_names):
+        light.values[name], light.given[name] = read_column(claims[name], model.entities[BIG].variables[name],
+                                                            f"{BIG}:{name}")
+    _, found = build_population(model, {**small, BIG: light}, np.datetime64(period.end, "D"))
+    faults = [file_fault(policy, f) for f in found if isinstance(f, RowFault) or f.entity != BIG]
+    if faults:
+        raise SituationError(faults[:20])
+
+
 def distinct_keys(claims: pa.Table, keys: list[str]) -> list[tuple]:
-    """Distinct combinations of the key columns over rows that have them all, in order of first
-    appearance (as a JSON run orders derived rows); integer codes only, so 10^7 rows stay light."""
+    """Distinct combinations of the key columns (a date taken as the first day of its month), in
+    order of first appearance (as a JSON run orders derived rows); a missing part is None and each
+    derived entity leaves out the rows missing its own parts. Integer codes only, so 10^7 rows stay light."""
     if not keys or not claims.num_rows:
         return []
     combined = np.zeros(claims.num_rows, dtype=np.int64)
-    present = np.ones(claims.num_rows, dtype=bool)
     vocabularies = []
     for key in keys:
-        encoded = pc.dictionary_encode(claims[key]).combine_chunks()
+        column = claims[key]
+        if pa.types.is_date(column.type) or pa.types.is_timestamp(column.type):
+            column = pc.cast(pc.floor_temporal(column, unit="month"), pa.date32())
+        encoded = pc.dictionary_encode(column).combine_chunks()
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        vocabulary = encoded.dictionary.to_pylist()
-        present &= (codes >= 0) & (codes != (vocabulary.index("") if "" in vocabulary else -2))
+        vocabulary = [None if v == "" else v for v in encoded.dictionary.to_pylist()]
         combined = combined * (len(vocabulary) + 1) + (codes + 1)
         vocabularies.append(vocabulary)
     rows = []
-    for code in pc.unique(pa.array(combined[present])).to_pylist():  # first appearance order
+    for code in pc.unique(pa.array(combined)).to_pylist():  # first appearance order
         parts = []
         for vocabulary in reversed(vocabularies):
             code, r = divmod(code, len(vocabulary) + 1)
-            parts.append(vocabulary[r - 1])
+            parts.append(vocabulary[r - 1] if r else None)
         rows.append(tuple(reversed(parts)))
     return rows
 

@@ -112,9 +112,12 @@ def elementwise(name: str, low: int, high: int, arg_type: str, result: str, expl
 # ---- aggregations of a child entity (汇总) ------------------------------------------------
 def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
     name = node.function
-    c.arity(node, 1, 1)
+    c.arity(node, 1, 1, ("via",))
     table = _table_named(c, node, scope)
     if table is not None:
+        if node.keyword("via") is not None:
+            raise error("via_link", f"via= chooses a link of a child entity; the rows of table '{table}' have none",
+                        f"via= 用于选择下级实体的关联；表“{table}”的行没有关联", node.keyword("via"))
         return table_total_check(c, node, scope, table)
     children = c.child_heads([node.args[0]] + ([node.where] if node.where is not None else []), scope)
     if len(children) != 1:
@@ -133,8 +136,9 @@ def aggregate_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> 
         c.want(arg.type, NUMERIC, node.args[0], name)
     typ = "bool" if name in ("any", "all") else NUMERIC
     money = arg.money if name in ("sum", "mean", "min", "max") else False
-    return call(node, typ, scope, "aggregate", (arg,), where=where, child=child,
-                path=tuple(c.model.parent_path(child, scope)), money=money)
+    via = node.keyword("via")
+    path = c.via_path(via, child, scope) if via is not None else c.model.parent_path(child, scope)
+    return call(node, typ, scope, "aggregate", (arg,), where=where, child=child, path=tuple(path), money=money)
 
 
 def aggregate_compile(c: Compiler, node: T.Call) -> Fn:
@@ -583,7 +587,8 @@ for _entry in (
                                                          "两个日期之间的天数"), money=False),
     elementwise("year", 1, 1, "date", NUMERIC, ("the year of a date", "日期的年份"), money=False),
     elementwise("month", 1, 1, "date", NUMERIC, ("the month of a date (1–12)", "日期的月份（1–12）"), money=False),
-    aggregation("sum", ("the sum over the child rows (or over a table's rows)", "下级各行（或查找表各行）之和")),
+    aggregation("sum", ("the sum over the child rows (or over a table's rows); via=LINK: the child rows whose LINK "
+                        "leads to this row", "下级各行（或查找表各行）之和；via=关联：按该关联指向本行的下级行")),
     aggregation("count", ("the number of child rows (or of a table's rows)", "下级（或查找表）行数")),
     aggregation("mean", ("the average over the child rows", "下级各行的平均值")),
     aggregation("any", ("yes if any child row is yes", "下级任一行为是则为是")),

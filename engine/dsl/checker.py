@@ -403,6 +403,27 @@ class Checker:
                     found.add(sub.parts[0])
         return found
 
+    def via_path(self, via: ast.Node, child: str, scope: str) -> list[str]:
+        """`sum(claim.total_cost, via=signed_institution)`: the child rows reach `scope` through this
+        link (written `link` or `child.link`) and, past it, the shortest link path."""
+        parts = list(via.parts) if isinstance(via, ast.Name) else []
+        if len(parts) == 2 and parts[0] == child:
+            parts = parts[1:]
+        links = self.model.entities[child].links
+        if len(parts) == 1 and parts[0] in links:
+            target = links[parts[0]]
+            rest = [] if target == scope else self.model.parent_path(target, scope)
+            if rest is not None:
+                return [parts[0], *rest]
+        choices = [link for link, target in links.items()
+                   if target == scope or self.model.parent_path(target, scope) is not None]
+        text = ast.to_text(via)
+        raise _err("via_link",
+                   f"via= names the link of {child} that leads to {scope}, not '{text}'; "
+                   f"the links that do: {', '.join(choices) or 'none'}",
+                   f"via= 应为 {child} 指向 {scope} 的关联字段，而不是“{text}”；可用：{'、'.join(choices) or '无'}",
+                   via)
+
     def check_edges(self, edges: ast.ListExpr, rates: ast.ListExpr) -> None:
         """Band edges written as literals: one fewer than the rates, increasing."""
         if len(rates.items) != len(edges.items) + 1:

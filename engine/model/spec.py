@@ -49,11 +49,36 @@ class Variable:
 
 
 @dataclass
+class KeyPart:
+    """One part of a keyed entity's id: a link of the row (`link`), or, on the source rows of a
+    derived entity, the month ("YYYY-MM") of a date field (`month`, written `month(discharge_date)`)."""
+
+    name: str  # the part's name on the keyed entity: "fund", "month"
+    kind: str = "link"  # link | month
+    field: str = ""  # the source field it is read from (the link itself, or the date field)
+
+
+@dataclass
 class Derivation:
-    """Rows of a derived entity: distinct values of `key` fields on entity `source`."""
+    """Rows of a derived entity: distinct values of the `parts` of the rows of entity `source`."""
 
     source: str
-    key: list[str]
+    parts: list[KeyPart]
+
+    @property
+    def key(self) -> list[str]:
+        """The part names, in id order."""
+        return [p.name for p in self.parts]
+
+
+@dataclass
+class Coverage:
+    """When an entity has rows, every `source` row whose key (link paths, first part scoping) has
+    rows must find one; else the fault `<entity>_missing` (community_fund: every claim of a member
+    institution of a community with rows needs the row of its fund)."""
+
+    source: str
+    key: list[list[str]]  # one link path on the source per key part: [["institution", "community"], ["fund"]]
 
 
 @dataclass
@@ -73,3 +98,5 @@ class Entity:
     date: str | None = None
     chain: Chain | None = None
     variables: dict[str, Variable] = field(default_factory=dict)
+    key: list[KeyPart] = field(default_factory=list)  # id = the parts joined with "|" (keyed entities)
+    covers: Coverage | None = None

@@ -23,7 +23,7 @@ from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
 from engine.policy.schema import schema_diagnostics
-from engine.policy.spec import Policy, PolicyCheck, PolicyMeta
+from engine.policy.spec import Policy, PolicyCheck, PolicyMeta, Reading
 from engine.policy.values import (
     TableReader,
     build_parameter,
@@ -165,14 +165,35 @@ class _Builder:
         model = Model.from_data(_base_model_data())
         formulas = self.variables(model, parameters)
         checks = self.checks(model)
+        readings = self.readings(model, parameters)
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
+        policy.readings = readings
         policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
             [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
             [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \
             [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed]
         return Draft(policy, formulas, self.source, self.problems, checks)
+
+    def readings(self, model: Model, parameters: dict) -> list[Reading]:
+        """The policy's readings of clauses the notice leaves open; each name in `affects` must be a
+        parameter or an `entity.variable` of the policy."""
+        out = []
+        for i, spec in enumerate(self.data.get("readings") or []):
+            for j, name in enumerate(spec.get("affects") or []):
+                entity, _, var = str(name).partition(".")
+                known = name in parameters or (var and entity in model.entities
+                                               and var in model.entities[entity].variables)
+                if not known:
+                    self.problems.append(Diagnostic(
+                        "unknown_name", f"reading {i + 1} affects '{shown(str(name))}', which is neither a parameter "
+                        "nor an entity.variable of this policy",
+                        f"第 {i + 1} 条理解所涉“{shown(str(name))}”既不是参数也不是本政策的“实体.变量”",
+                        self.source.location(("readings", i, "affects", j))))
+            out.append(Reading(str(spec["clause"]), spec["status"], label_of(spec["text"]),
+                               [str(n) for n in spec.get("affects") or []]))
+        return out
 
     def meta(self) -> PolicyMeta:
         p = self.data["policy"]

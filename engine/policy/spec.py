@@ -106,6 +106,21 @@ SEVERITIES = ("error", "warning")
 
 
 @dataclass
+class Reading:
+    """How the policy reads a clause the notice does not spell out (理解); `open` until the
+    bureau decides. `affects` names the parameters and variables that follow it."""
+
+    clause: str
+    status: str
+    text: Label
+    affects: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {"clause": self.clause, "status": self.status, "text": {"zh": self.text.zh, "en": self.text.en},
+                "affects": self.affects}
+
+
+@dataclass
 class PolicyCheck:
     """An invariant of the policy, checked on every row of one entity (政策校验).
 
@@ -151,6 +166,7 @@ class Policy:
     plan: Any = None  # engine.plan.Plan, attached after checking
     assumed: list[str] = field(default_factory=list)
     checks: list[PolicyCheck] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
 
     @property
     def id(self) -> str:

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from engine.errors import InputFault
 from engine.model.model import Model
+from engine.run import keyed
 from engine.run.population import Population
 
 
@@ -26,6 +27,7 @@ class EntityColumns:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     given: dict[str, np.ndarray] = field(default_factory=dict)
     links: dict[str, np.ndarray] = field(default_factory=dict)
+    active: np.ndarray | None = None  # rows taking part in the run (None: all); others derive no rows
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -37,6 +39,7 @@ class UnknownLink:
     link: str
     row: int
     value: str
+    field: str = ""  # where the link was written, when not the link itself (an account's id)
 
 
 def as_text(values) -> np.ndarray:
@@ -87,69 +90,26 @@ def resolve_links(values, parent_ids) -> tuple[np.ndarray, np.ndarray, list[str]
     return idx, unknown, [uniques[c] for c in codes[unknown[:100]]]
 
 
-def derive(source: EntityColumns, key: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Rows of a derived entity: distinct key tuples of the source, in order of first appearance.
-
-    Returns the derived ids ("a|b"), each source row's derived row (-1 when a key is missing),
-    and the key values (text) of each derived row.
-    """
-    n = len(source)
-    present = np.ones(n, dtype=bool)
-    combined = np.zeros(n, dtype=np.int64)
-    vocabularies = []
-    for k in key:
-        codes, uniques = encode(source.links.get(k, np.full(n, "", dtype=str)))
-        present &= codes >= 0
-        combined = combined * (len(uniques) + 1) + (codes + 1)
-        vocabularies.append((codes, uniques))
-    rows = np.flatnonzero(present)
-    _, first, inverse = np.unique(combined[rows], return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    link = np.full(n, -1, dtype=np.int64)
-    link[rows] = rank[inverse.reshape(-1)]
-    firsts = rows[first[order]]
-    values = [np.array(uniques, dtype=str)[codes[firsts]] if len(firsts) else np.zeros(0, dtype=str)
-              for codes, uniques in vocabularies]
-    ids = values[0].astype(object) if len(values) == 1 else \
-        np.array(["|".join(parts) for parts in zip(*[v.tolist() for v in values], strict=True)], dtype=object)
-    return ids, link, values
-
-
 def build_population(model: Model, data: dict[str, EntityColumns],
-                     period_end: np.datetime64) -> tuple[Population, list[UnknownLink]]:
-    """Assemble a Population; links naming ids that do not exist are returned, not raised."""
+                     period_end: np.datetime64) -> tuple[Population, list[UnknownLink | keyed.RowFault]]:
+    """Assemble a Population; links naming ids that do not exist, and rows of keyed entities that
+    do not fit (engine.run.keyed), are returned, not raised."""
     sizes, ids, links = {}, {}, {}
-    unknown: list[UnknownLink] = []
     empty = EntityColumns(np.zeros(0, dtype=object))
-    for name, entity in model.entities.items():
-        if not entity.derived:
-            ids[name] = data.get(name, empty).ids
-            sizes[name] = len(ids[name])
-    derived_keys: dict[str, dict[str, np.ndarray]] = {}
-    for name, entity in model.entities.items():
-        if entity.derived:
-            source = data.get(entity.derived.source, empty)
-            if not len(source):
-                ids[name], sizes[name] = np.zeros(0, dtype=object), 0
-                links[(entity.derived.source, name)] = np.zeros(0, dtype=np.int64)
-                derived_keys[name] = {k: np.zeros(0, dtype=str) for k in entity.derived.key}
-                continue
-            ids[name], links[(entity.derived.source, name)], values = derive(source, entity.derived.key)
-            sizes[name] = len(ids[name])
-            derived_keys[name] = dict(zip(entity.derived.key, values, strict=True))
+    data, merged, links, unknown = merge_keyed(model, data)
+    for name in model.entities:
+        ids[name] = data.get(name, empty).ids
+        sizes[name] = len(ids[name])
     for name, entity in model.entities.items():
         for link, target in entity.links.items():
-            if (name, link) in links:
-                continue
-            if entity.derived:
-                raw = derived_keys[name].get(link, np.zeros(sizes[name], dtype=str))
-            else:
-                raw = data.get(name, empty).links.get(link, np.full(sizes[name], "", dtype=str))
+            if (name, link) in links or model.entities[target].covers and target == link:
+                continue  # made from keys: derived rows (account), covering rows (community_fund)
+            raw = data.get(name, empty).links.get(link, np.full(sizes[name], "", dtype=str))
             idx, bad, names = resolve_links(raw, ids[target])
             links[(name, link)] = idx
-            unknown.extend(UnknownLink(name, link, int(r), v) for r, v in zip(bad[:100], names, strict=False))
+            unknown.extend(unknown_link(merged.get(name), name, link, int(r), v)
+                           for r, v in zip(bad[:100], names, strict=False)
+                           if name not in merged or r < merged[name].supplied and link not in merged[name].joined)
     columns: dict[str, dict[str, np.ndarray]] = {}
     supplied: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     missing: dict[str, dict[str, np.ndarray]] = {}
@@ -173,7 +133,37 @@ def build_population(model: Model, data: dict[str, EntityColumns],
             pop.row_dates[name] = np.where(np.isnat(dates), period_end, dates)
         else:
             pop.row_dates[name] = period_end
+    for entity in model.entities.values():  # claim → community_fund through the covering key
+        if entity.covers:
+            link, missing = keyed.cover_link(pop, entity, data.get(entity.covers.source, empty).active)
+            pop.links[(entity.covers.source, entity.name)] = link
+            unknown += keyed.coverage_faults(pop, entity, missing)
     return pop, unknown
+
+
+def merge_keyed(model: Model, data: dict[str, EntityColumns]) -> tuple[
+        dict[str, EntityColumns], dict[str, keyed.Keyed], dict[tuple[str, str], np.ndarray], list]:
+    """Every keyed entity's rows: supplied ones checked against their ids, derived ones after
+    them; the source rows' links to derived rows; the faults found."""
+    data, merged, links, faults, cache = dict(data), {}, {}, [], {}
+    for name, entity in model.entities.items():
+        if not (entity.derived or entity.key):
+            continue
+        source = data.get(entity.derived.source) if entity.derived else None
+        merged[name], found = keyed.merge(model, entity, data.get(name), source, cache)
+        faults += found
+        data[name] = merged[name].data
+        if entity.derived:
+            size = len(source) if source is not None else 0
+            link = merged[name].source_link
+            links[(entity.derived.source, name)] = link if link is not None else np.full(size, -1, dtype=np.int64)
+    return data, merged, links, faults
+
+
+def unknown_link(merged: keyed.Keyed | None, entity: str, link: str, row: int, value: str) -> UnknownLink:
+    """A link to an id that does not exist; on a keyed row that did not write the link, its id."""
+    implied = merged is not None and link in merged.explicit and not merged.explicit[link][row]
+    return UnknownLink(entity, link, row, value, "id" if implied else "")
 
 
 def default_column(var, n: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from engine.run.columns import (
     outside,
     outside_warning,
 )
+from engine.run.keyed import RowFault
 from engine.run.population import Population
 from engine.settings import LIMITS
 
@@ -106,10 +107,6 @@ class _Reader:
             entity = self.model.entities.get(name)
             if entity is None:
                 self.fault(path, f"unknown entity '{name}'{_hint(name, self.model.entities)}", f"未知实体“{name}”")
-                continue
-            if entity.derived:
-                self.fault(path, f"{name} rows are made from the {entity.derived.source} rows; do not send them",
-                           f"{name} 由 {entity.derived.source} 自动生成，请勿提供")
                 continue
             if not isinstance(rows, list):
                 self.fault(path, "must be a list of rows", "应为行列表")
@@ -224,7 +221,7 @@ class _Reader:
         the period (or the policy's life) are left out, with a warning in `left_out`."""
         data, numbers = {}, {}
         for name, entity in self.model.entities.items():
-            if entity.derived or name not in rows:
+            if name not in rows:
                 continue
             entity_rows = rows[name]
             n = len(entity_rows)
@@ -241,9 +238,17 @@ class _Reader:
                     cols.given[vname] = mask
             data[name], numbers[name] = self.in_period(name, cols, period, left_out)
         pop, unknown = build_population(self.model, data, np.datetime64(period.end, "D"))
+        for name, size in pop.sizes.items():  # rows derived from the claims are in no request row (-1)
+            given = numbers.get(name, np.zeros(0, dtype=np.int64))
+            if self.model.entities[name].derived and len(given) < size:
+                numbers[name] = np.concatenate([given, np.full(size - len(given), -1)])
         pop.row_numbers.update(numbers)
         for bad in unknown:
-            self.fault(f"entities.{bad.entity}[{numbers[bad.entity][bad.row]}].{bad.link}",
+            row = int(numbers[bad.entity][bad.row]) if bad.entity in numbers else bad.row  # its request row
+            if isinstance(bad, RowFault):
+                self.faults.append(InputFault(f"entities.{bad.entity}[{row}].{bad.field}", bad.en, bad.zh, bad.code))
+                continue
+            self.fault(f"entities.{bad.entity}[{row}].{bad.field or bad.link}",
                        f"no {self.model.entities[bad.entity].links[bad.link]} with id '{bad.value}' in this situation",
                        f"本情形中没有 id 为“{bad.value}”的 {self.model.entities[bad.entity].links[bad.link]}")
         return pop
