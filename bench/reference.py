@@ -405,7 +405,7 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
     fund_requested = exact_sum(requested, a_fund, n_fund)
     paid = fen(np.minimum(adjustment_fund, fund_requested)) / 100.0
     share = allocate_fen(paid, requested, a_fund)
-    presettled = a_cols.get("monthly_presettled", np.zeros(n_acct))
+    presettled = zibo_presettled(c, dip, c_fund, c_acct, n_fund, n_acct, points_budget / 12)
     deposits = a_cols.get("deposit_deductions", np.zeros(n_acct))
     assessment = np.full(n_inst, p["default_assessment_factor"])
     acct_clearing = points_payment * assessment[a_inst] - presettled - violations - deposits
@@ -456,6 +456,7 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
                                                    np.minimum(1, _div(adjustment_fund, fund_requested)), 1.0),
                  "adjustment_fund_remaining": adjustment_fund - paid},
         "account": {"total_adjusted_score": acct_score, "points_payment": points_payment,
+                    "monthly_presettled": presettled,
                     "violation_deductions": violations, "clearing_amount": acct_clearing, "fund_cost": acct_cost,
                     "overspend": overspend, "overspend_share_requested": requested, "overspend_share": share,
                     "year_end_payment": acct_clearing + share, "capitation_amount": capitation,
@@ -475,6 +476,25 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
                         "average_inpatient_cost": _div(stay_cost, stays), "self_pay_share": _div(inst_self_pay,
                                                                                                   inst_total)},
     }
+
+
+def zibo_presettled(c, dip, c_fund, c_acct, n_fund: int, n_acct: int, monthly_budget: np.ndarray) -> np.ndarray:
+    """Monthly pre-settlement 二（三）4（2）: each account's DIP bookings of a month, scaled down by
+    min(1, the fund's monthly budget / the fund's DIP bookings of that month), summed over months."""
+    month = np.asarray(c["discharge_date"], dtype="datetime64[M]").astype(np.int64)
+    month = month - month.min() if len(month) else month
+    n_month = int(month.max()) + 1 if len(month) else 1
+    keep = dip & (c_fund >= 0) & (c_acct >= 0)
+    fm = c_fund[keep] * n_month + month[keep]
+    city = exact_sum(c["fund_cost"][keep], fm, n_fund * n_month)
+    budget = np.repeat(monthly_budget, n_month)
+    ratio = np.where(city > 0, np.minimum(1, _div(budget, city)), 1.0)
+    am = c_acct[keep] * n_month + month[keep]
+    booked = exact_sum(c["fund_cost"][keep], am, n_acct * n_month)
+    fund_of_am = np.zeros(n_acct * n_month, dtype=np.int64)
+    fund_of_am[am] = c_fund[keep]
+    per_month = booked * ratio[fund_of_am * n_month + np.arange(n_acct * n_month) % n_month]
+    return per_month.reshape(n_acct, n_month).sum(axis=1)
 
 
 def zibo_rate_tables() -> tuple[dict[tuple[str, float], float], dict[str, float]]:
