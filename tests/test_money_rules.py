@@ -133,9 +133,22 @@ def test_claims_outside_the_period_or_the_policy_life_are_left_out_with_a_warnin
                  period={"start": "2024-01-01", "end": "2024-06-30"})
     # kept: c1 (200), c2 (no date: 300), c3 (400); out: c0 before the policy, c4 after the period
     assert by_id(result, "institution", "cost") == {"H1": 200.0 + 300.0 + 400.0}
-    (warning,) = [w for w in result["warnings"] if w["code"] == "claim_outside_period"]
+    (warning,) = [w for w in result["warnings"] if w["code"] == "claims_outside_period"]
     assert warning["rows"] == 2 and warning["ids"] == ["c0", "c4"]
     assert "2024-03-01–2024-06-30" in warning["message"] and "未参与" in warning["message_zh"]
+
+
+def test_a_claim_left_out_keeps_its_row_with_inputs_echoed_and_computed_values_null():
+    """Contract ("A result"): rows keep the request order; a claim excluded by the period keeps its
+    row, its inputs echoed and every computed value null. Kept: 0.5 × 200 = 100, 0.5 × 300 = 150."""
+    half = make_policy({"claim": {"half": {"formula": "total_cost * 0.5", "unit": "yuan"}}},
+                       effective=("2024-03-01", None))
+    claims = claims_dated("2024-02-29", "2024-03-01", "2024-06-30", "2024-07-01")
+    result = run(half, {"institution": [{"id": "H1"}], "claim": claims},
+                 period={"start": "2024-01-01", "end": "2024-06-30"}, outputs=["claim.half", "claim.total_cost"])
+    assert result["entities"]["claim"] == [
+        {"id": "c0", "half": None, "total_cost": 100.0}, {"id": "c1", "half": 100.0, "total_cost": 200.0},
+        {"id": "c2", "half": 150.0, "total_cost": 300.0}, {"id": "c3", "half": None, "total_cost": 400.0}]
 
 
 def test_a_fault_on_a_kept_claim_names_its_index_in_the_request():
@@ -153,7 +166,7 @@ def test_batch_summary_warns_of_claims_outside_the_period(tmp_path):
     pq.write_table(pa.Table.from_pylist(claims_dated("2024-02-01", "2024-04-01", "2025-01-01")), data / "claim.parquet")
     summary = settle(COUNT, data, tmp_path / "out", parse_period("2024"))
     assert summary.rows["claim"] == 1
-    assert [(w["code"], w["rows"], w["ids"]) for w in summary.warnings] == [("claim_outside_period", 2, ["c0", "c2"])]
+    assert [(w["code"], w["rows"], w["ids"]) for w in summary.warnings] == [("claims_outside_period", 2, ["c0", "c2"])]
     assert pq.read_table(tmp_path / "out" / "institution.parquet")["cost"].to_pylist() == [200.0]
 
 

@@ -74,6 +74,7 @@ class Warning(BaseModel):
     message: str
     message_zh: str | None = None
     rows: int | None = None
+    count: int | None = Field(None, description="claims_outside_period: how many claims were left out")
     parameters: list[str] | None = None  # parameters_overridden: the names the request replaced
     check: str | None = Field(None, description="policy_check: the check's name")
     entity: str | None = None

@@ -285,7 +285,7 @@ def claims_in_period(policy: Policy, claims: pa.Table, big: str, start, end) -> 
     out = outside(dates.to_numpy(zero_copy_only=False).astype("datetime64[D]"), window)
     if not out.any():
         return claims, None
-    ids = pc.cast(claims["id"], pa.string()).filter(pa.array(out)).slice(0, 10).to_pylist()
+    ids = pc.cast(claims["id"], pa.string()).filter(pa.array(out)).slice(0, 20).to_pylist()
     return claims.filter(pa.array(~out)), outside_warning(big, date, window, ids, int(out.sum()))
 
 

@@ -193,6 +193,41 @@ def _nullable(values):
     return values
 
 
+def _accounts(gen: Generator, policy: Policy, inst: dict, clm: dict, which: np.ndarray,
+              fund_of: np.ndarray) -> dict | None:
+    """Rows of the institution × fund accounts the claims make, with the inputs the policy declares
+    on accounts (None when it declares none). A value an account has under the name of an
+    institution input is given on the accounts only: an institution paid from several funds has
+    several accounts, and the input belongs to each."""
+    entity = policy.model.entities.get("account")
+    if entity is None:
+        return None
+    declared = policy.model.entities["institution"].variables
+    inputs = [n for n, v in entity.variables.items() if n not in entity.links and (
+        (v.is_input and v.path and v.path[0] == "variables")
+        or (n in declared and declared[n].is_input and declared[n].path and declared[n].path[0] == "variables"))]
+    if not inputs:
+        return None
+    code = which.astype(np.int64) * 2 + fund_of
+    present, inverse = np.unique(code, return_inverse=True)
+    funds = np.array(["employee", "resident"])
+    inst_ids = np.asarray(inst["id"].to_pylist() if hasattr(inst["id"], "to_pylist") else inst["id"], dtype=object)
+    acc_inst, acc_fund = inst_ids[present // 2], funds[present % 2]
+    acc = {"id": pa.array([f"{i}|{f}" for i, f in zip(acc_inst, acc_fund, strict=True)]),
+           "institution": pa.array(acc_inst.astype(str)), "fund": pa.array(acc_fund)}
+    n = len(present)
+    volume, count = np.bincount(inverse, weights=clm["total_cost"], minlength=n), np.bincount(inverse, minlength=n)
+    gen.extra_inputs("account", n, volume, count.astype(float), acc)
+    for name in inputs:  # an account value standing for an institution input: generated like that input
+        if name not in acc and name in declared:
+            like = {}
+            gen.extra_inputs("institution", n, volume, count.astype(float), like)
+            acc[name] = like[name]
+    for name in inputs:
+        inst.pop(name, None)
+    return acc
+
+
 def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
     """Write fund, community, institution and claim Parquet files and meta.json; returns counts."""
     gen = Generator(policy, claims, seed)
@@ -214,8 +249,12 @@ def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
             "revenue": np.round(np.bincount(fund_of, weights=clm["total_cost"], minlength=2) * 1.3, 2)}
     gen.extra_inputs("fund", 2, np.bincount(fund_of, weights=clm["total_cost"], minlength=2),
                      np.bincount(fund_of, minlength=2).astype(float), fund)
+    files = [("fund", fund), ("community", comm), ("institution", inst), ("claim", clm)]
+    acc = _accounts(gen, policy, inst, clm, which, fund_of)
+    if acc is not None:
+        files.append(("account", acc))
     out.mkdir(parents=True, exist_ok=True)
-    for name, cols in (("fund", fund), ("community", comm), ("institution", inst), ("claim", clm)):
+    for name, cols in files:
         known = policy.model.entities[name].variables
         table = pa.table({k: _nullable(v) for k, v in cols.items() if k == "id" or k in known})
         pq.write_table(table, out / f"{name}.parquet", compression="zstd")

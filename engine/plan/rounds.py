@@ -57,6 +57,17 @@ def aggregations_of(step: Step, big: str) -> list[Aggregation]:
     return out
 
 
+def read_inside_aggregations(step: Step, big: str) -> set[Key]:
+    """The formula variables of other entities that the step's aggregations of `big` rows read
+    (through the rows' links, e.g. `count(claim where claim.institution.holder)`)."""
+    out: set[Key] = set()
+    for agg in aggregations_of(step, big):
+        for node in T.walk(agg.node):
+            if isinstance(node, T.Var) and node.owner != big:
+                out.add((node.owner, node.name))
+    return out
+
+
 def split(plan: Plan, big: str = "claim", wanted: list[Step] | None = None) -> Rounds:
     """Assign each step to a round (see the module docstring)."""
     steps = wanted if wanted is not None else plan.steps
@@ -69,7 +80,10 @@ def split(plan: Plan, big: str = "claim", wanted: list[Step] | None = None) -> R
             need = [round_of[d] if d[0] == big else round_of[d] + 1 for d in deps]
             round_of[step.key] = max([1, *need])
         else:
-            round_of[step.key] = max([0, *[round_of[d] for d in deps]])
+            # a small value read inside an aggregation of claims (a filter on claim.institution.x)
+            # must exist before the claim pass that computes the aggregation: a round later
+            inner = [k for k in read_inside_aggregations(step, big) if k in round_of]
+            round_of[step.key] = max([0, *[round_of[d] for d in deps], *[round_of[k] + 1 for k in inner]])
     count = max(round_of.values(), default=0) + 1
     rounds = Rounds(big, [[] for _ in range(count)], [[] for _ in range(count)], [[] for _ in range(count)])
     for step in steps:

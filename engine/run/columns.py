@@ -277,10 +277,11 @@ def keep_rows(cols: EntityColumns, keep: np.ndarray) -> EntityColumns:
 
 
 def outside_warning(entity: str, date_field: str, window: tuple[np.datetime64, np.datetime64], ids: list,
-                    count: int, most: int = 10) -> dict:
-    """The warning for rows left out because their date is outside the window."""
+                    count: int, most: int = 20) -> dict:
+    """The warning for rows left out because their date is outside the window (`claims_outside_period`:
+    their count and the first 20 ids in request order)."""
     shown = ", ".join(str(i) for i in ids[:most]) + (", …" if count > most else "")
-    return {"code": f"{entity}_outside_period", "path": f"entities.{entity}", "rows": count,
+    return {"code": f"{entity}s_outside_period", "path": f"entities.{entity}", "rows": count, "count": count,
             "ids": [str(i) for i in ids[:most]],
             "message": f"{count} {entity} row(s) with a {date_field} outside {window[0]}–{window[1]} (the period "
                        f"within the policy's effective dates) were left out of every computation: {shown}",

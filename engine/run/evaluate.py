@@ -189,14 +189,25 @@ def render(policy: Policy, pop: Population, situation: Situation, steps: list[St
     for entity in [e for e in policy.model.entities if e in by_entity]:
         names = by_entity[entity]
         n = pop.sizes[entity]
-        if n == 0:
+        excluded = situation.excluded.get(entity, [])
+        if n == 0 and not excluded:
             continue
         cols = {name: to_json_list(pop.columns[entity][name],
                                    policy.model.entities[entity].variables[name].is_money) for name in names}
         ids = pop.ids[entity].tolist()
-        entities[entity] = [{"id": ids[i], **{k: v[i] for k, v in cols.items()}} for i in range(n)]
+        rows = [{"id": ids[i], **{k: v[i] for k, v in cols.items()}} for i in range(n)]
+        entities[entity] = with_excluded(rows, pop.row_numbers.get(entity), excluded, names) if excluded else rows
     return {"city": policy.id, "policy": policy.meta.to_dict(), "entities": entities,
             "period": situation.period.text, "warnings": [], "trace": None}
+
+
+def with_excluded(rows: list[dict], numbers: np.ndarray | None, excluded: list[tuple[int, dict]],
+                  names: list[str]) -> list[dict]:
+    """Rows left out of the computation back in their request place: their id and the inputs they
+    sent echoed, every computed value null (contract: "A result")."""
+    placed = [(int(numbers[i]) if numbers is not None else i, row) for i, row in enumerate(rows)]
+    placed += [(index, {"id": str(sent.get("id")), **{k: sent.get(k) for k in names}}) for index, sent in excluded]
+    return [row for _, row in sorted(placed, key=lambda item: item[0])]
 
 
 def to_json_list(column: np.ndarray, money: bool) -> list:

@@ -41,6 +41,8 @@ class Situation:
     overrides: dict[str, Any]
     outputs: list[tuple[str, str]] | None
     warnings: list[dict] = field(default_factory=list)
+    # rows left out of every computation (dated outside the period): entity → (request index, row as sent)
+    excluded: dict[str, list[tuple[int, dict]]] = field(default_factory=dict)
 
 
 class _Reader:
@@ -68,6 +70,7 @@ class _Reader:
                        "entities 应为对象：实体名 → 行列表")
             entities = {}
         rows = self.rows(entities)
+        self.sent, self.excluded = entities, {}
         outputs = self.outputs(data.get("outputs"))
         left_out: list[dict] = []
         try:  # links to unknown ids are faults too: report them with the others
@@ -78,7 +81,7 @@ class _Reader:
             raise
         if self.faults:
             raise SituationError(self.faults)
-        return Situation(period, pop, overrides, outputs, left_out)
+        return Situation(period, pop, overrides, outputs, left_out, self.excluded)
 
     def parameters(self, given: Any) -> dict[str, Any]:
         if not isinstance(given, dict):
@@ -267,6 +270,7 @@ class _Reader:
         if not out.any():
             return cols, every
         left_out.append(outside_warning(name, date, window, cols.ids[out].tolist(), int(out.sum())))
+        self.excluded[name] = [(int(i), self.sent[name][i]) for i in every[out].tolist()]
         return keep_rows(cols, ~out), every[~out]
 
 

@@ -117,7 +117,7 @@ def _claims_in_period(policy: Policy, claims, period: Period):
     count = claims.where(out).count()
     if not count:
         return claims, None
-    ids = [str(r[0]) for r in claims.where(out).select("id").limit(10).collect()]
+    ids = [str(r[0]) for r in claims.where(out).select("id").limit(20).collect()]
     return claims.where(~out), outside_warning(BIG, date, (first, last), ids, count)
 
 
