@@ -200,7 +200,27 @@ def read_inputs(folder: Path, text: str = "numpy") -> Inputs:
     inp.ids["account"] = np.array([f"{i}|{f}" for i, f in zip(inp.ids["institution"][a_inst].tolist(),
                                                                 inp.ids["fund"][a_fund].tolist(), strict=True)],
                                   dtype=object)
+    _account_inputs(folder, inp)
     return inp
+
+
+def _account_inputs(folder: Path, inp: Inputs) -> None:
+    """Inputs given on account rows (account.parquet), placed on the accounts derived from the
+    claims by id; an account no row names reads null as 0 / false."""
+    path = folder / "account.parquet"
+    if not path.is_file():
+        return
+    table = pq.read_table(path)
+    at = {v: k for k, v in enumerate(table["id"].to_pylist())}
+    rows = np.array([at.get(v, -1) for v in inp.ids["account"].tolist()], dtype=np.int64)
+    cols = {}
+    for name in table.column_names:
+        if name in ("id", "institution", "fund"):
+            continue
+        values = table[name].to_pylist()
+        cols[name] = np.array([values[r] if r >= 0 and values[r] is not None else 0 for r in rows.tolist()],
+                              dtype=bool if pa.types.is_boolean(table[name].type) else float)
+    inp.cols["account"] = cols
 
 
 # ---- money ----------------------------------------------------------------------------------------
