@@ -200,7 +200,27 @@ def read_inputs(folder: Path, text: str = "numpy") -> Inputs:
     inp.ids["account"] = np.array([f"{i}|{f}" for i, f in zip(inp.ids["institution"][a_inst].tolist(),
                                                                 inp.ids["fund"][a_fund].tolist(), strict=True)],
                                   dtype=object)
+    _account_inputs(folder, inp)
     return inp
+
+
+def _account_inputs(folder: Path, inp: Inputs) -> None:
+    """Inputs given on account rows (account.parquet), placed on the accounts derived from the
+    claims by id; an account no row names reads null as 0 / false."""
+    path = folder / "account.parquet"
+    if not path.is_file():
+        return
+    table = pq.read_table(path)
+    at = {v: k for k, v in enumerate(table["id"].to_pylist())}
+    rows = np.array([at.get(v, -1) for v in inp.ids["account"].tolist()], dtype=np.int64)
+    cols = {}
+    for name in table.column_names:
+        if name in ("id", "institution", "fund"):
+            continue
+        values = table[name].to_pylist()
+        cols[name] = np.array([values[r] if r >= 0 and values[r] is not None else 0 for r in rows.tolist()],
+                              dtype=bool if pa.types.is_boolean(table[name].type) else float)
+    inp.cols["account"] = cols
 
 
 # ---- money ----------------------------------------------------------------------------------------
@@ -300,6 +320,8 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
                    + np.where(i["key_discipline"], p["bonus_key_discipline"], 0.0))
 
     # claims: payment method 二（二）, DIP group, case type and score 二（三）2
+    n_inst_plus = np.append(i["level"], 0.0)
+    level = n_inst_plus[np.where(c_inst >= 0, c_inst, n_inst)]
     cat, setting = c["category"], c["setting"]
     method = np.zeros(n, dtype=np.int8)  # dip; later rules are overridden by earlier ones
     method[either(setting, ("outpatient", "chronic_outpatient"))] = 5
@@ -307,28 +329,75 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
     method[eq(cat, "single_disease")] = 3
     method[either(cat, ("hemodialysis", "peritoneal_dialysis"))] = 2
     method[c["out_of_area"] | c.get("manual_reimbursement", False)] = 1
-    dip = method == 0
+    dip, per_diem, single, fixed = method == 0, method == 4, method == 3, method == 2
+    fixed_route = per_diem | single | fixed
+    zeros = np.zeros(n)
+    los = c.get("los_days", zeros)
+    days = np.zeros(n)
+    if "admit_date" in c and "discharge_date" in c:
+        days = (np.asarray(c["discharge_date"], dtype="datetime64[D]")
+                - np.asarray(c["admit_date"], dtype="datetime64[D]")).astype(float)
+    bed_days = np.maximum(1, np.where(los > 0, los, days))
+    pd_table, std_table = zibo_rate_tables()
+    cat_list = np.asarray(cat.tolist() if isinstance(cat, Codes) else cat, dtype=object)
+    pd_rate = np.array([pd_table.get((k, float(v)), 0.0) for k, v in zip(cat_list.tolist(), level.tolist(),
+                                                                          strict=True)])
+    pd_rate = np.where(per_diem, pd_rate, 0.0)
+    pd_payment = np.where(per_diem, pd_rate * bed_days, 0.0)
+    codes = np.asarray(c.get("single_disease_code", np.full(n, "")), dtype=object)
+    sd_standard = np.where(single, [std_table.get(k, 0.0) for k in codes.tolist()], 0.0)
+    fx_amount = np.where(fixed, [std_table.get(k, 0.0) for k in cat_list.tolist()], 0.0)
+    standard = np.where(per_diem, pd_payment, np.where(single, sd_standard, np.where(fixed, fx_amount, 0.0)))
     table_avg, cases = text_map(c["dip_group"], catalogue, 2)
     base_avg = catalogue.get(p["base_group"], (0.0, 0.0))[0]
     group_avg = np.where(dip, table_avg, 0.0)
-    group_score = np.where(dip, group_avg / base_avg * p["base_score"], 0.0) if base_avg > 0 else np.zeros(n)
+    group_score = np.where((group_avg > 0) & (base_avg > 0), group_avg / (base_avg or 1.0) * p["base_score"], 0.0)
     kind_of_group = np.where(dip, np.where(cases >= p["core_group_min_cases"], "core", "comprehensive"), "none")
+    expert = c.get("expert_score", zeros)
+    by_group = (group_score > 0) & (group_avg > 0)
+    dip_priced = dip & ((expert > 0) | by_group)
+    priced = np.where(dip, dip_priced, np.where(per_diem, pd_rate > 0, np.where(
+        single, sd_standard > 0, np.where(fixed, fx_amount > 0, True))))
     ratio = np.zeros(n)
     np.divide(c["total_cost"], group_avg, out=ratio, where=dip & (group_avg > 0))
-    low = dip & (ratio < p["low_cost_ratio"])
-    high = dip & (ratio > p["high_cost_ratio"])
-    normal = dip & ~low & ~high
-    case_type = np.where(low, "low", np.where(high, "high", np.where(normal, "normal", "none")))
+    low = dip & by_group & (ratio <= p["low_cost_ratio"])
+    high = dip & by_group & ~low & (ratio >= p["high_cost_ratio"])
+    normal = dip & by_group & ~low & ~high
+    case_type = np.where(~dip, "none", np.where(expert > 0, "expert", np.where(
+        ~by_group, "pending", np.where(low, "low", np.where(high, "high", "normal")))))
     case_score = np.where(low, group_score * ratio,
                           np.where(high, group_score * (ratio - 1), np.where(normal, group_score, 0.0)))
-    expert = c.get("expert_score", np.zeros(n))
-    score = np.where(expert > 0, expert, case_score)
+    score = np.where(case_type == "expert", expert, case_score)
     adjusted = score * np.where(c_inst >= 0, coefficient[np.maximum(c_inst, 0)], 0.0)
 
+    # patient share (benefit schedule assumed; C11)
+    total, self_pay = c["total_cost"], c.get("self_pay_items", zeros)
+    refused = c.get("refused_cost", zeros)
+    cost_base = np.where(fixed_route, standard, np.maximum(0, total - self_pay))
+    self_pay_paid = np.where(fixed_route, self_pay, np.minimum(self_pay, total))
+    outpatient = either(setting, ("outpatient", "chronic_outpatient"))
+    ded_std = np.where(outpatient, 0.0, _by_level(level, {1.0: 300.0, 2.0: 600.0, 3.0: 900.0}))
+    ded = np.minimum(cost_base, ded_std)
+    coins = _by_level(level, {1.0: 0.10, 2.0: 0.15, 3.0: 0.20})
+    patient = self_pay_paid + ded + (cost_base - ded) * coins
+    payable = cost_base - ded - (cost_base - ded) * coins - refused
+    pd_fund = np.where(per_diem, payable, 0.0)
+    margin = np.where(fixed_route & priced, standard - (total - self_pay) - refused, 0.0)
+
     # funds: budget waterfall 二（一）
+    ok_acct = c_acct >= 0
+
+    def acct_sum(values, where):
+        keep = where & ok_acct
+        return exact_sum(values[keep], c_acct[keep], n_acct)
+
+    a_cols = inp.cols.get("account", {})
+    signed = a_cols.get("signed_persons", np.zeros(n_acct))
+    chronic_signed = a_cols.get("chronic_signed_persons", np.zeros(n_acct))
     revenue = f["revenue"]
     reserve = revenue * p["reserve_rate"]
-    b_go = f["outpatient_quota"] * f["signed_persons"]
+    fund_signed = f["signed_persons"] if "signed_persons" in f else exact_sum(signed, a_fund, n_fund)
+    b_go = f["outpatient_quota"] * fund_signed
     b_co = f["last_year_chronic_outpatient"] * (1 + f["chronic_cost_growth"]) * (1 + f["chronic_incidence_change"])
     b_oa = f["last_year_out_of_area"] * (1 + f["out_of_area_growth"])
     b_om = f["last_year_other_methods"] * (1 + f["other_methods_growth"])
@@ -344,52 +413,120 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
     adjustment_fund = remaining * p["reserve_surplus_to_adjustment_rate"]
 
     # DIP scores summed per fund and per account; point value; allocation to the fen 二（三）4（3）
-    keep = dip & (c_fund >= 0)
+    keep = dip_priced & (c_fund >= 0)
     fund_score = exact_sum(adjusted[keep], c_fund[keep], n_fund)
-    keep = dip & (c_acct >= 0)
-    acct_score = exact_sum(adjusted[keep], c_acct[keep], n_acct)
-    acct_cost = exact_sum(c["fund_cost"][keep], c_acct[keep], n_acct)
+    acct_score = acct_sum(adjusted, dip_priced)
+    acct_cost = acct_sum(c["fund_cost"] - refused, dip_priced)
+    violations = acct_sum(refused, dip_priced)
     points_payment = allocate_fen(settlement_total, acct_score, a_fund)
     overspend = np.maximum(0, acct_cost - points_payment)
-    requested = overspend * p["overspend_share_rate"]
+    unreasonable = a_cols.get("unreasonable_overspend", np.zeros(n_acct, bool))
+    requested = np.where(unreasonable, 0.0, overspend * p["overspend_share_rate"])
     fund_requested = exact_sum(requested, a_fund, n_fund)
-    paid = np.minimum(adjustment_fund, fund_requested)
+    paid = fen(np.minimum(adjustment_fund, fund_requested)) / 100.0
     share = allocate_fen(paid, requested, a_fund)
+    presettled = zibo_presettled(c, dip, c_fund, c_acct, n_fund, n_acct, points_budget / 12)
+    deposits = a_cols.get("deposit_deductions", np.zeros(n_acct))
+    assessment = np.full(n_inst, p["default_assessment_factor"])
+    acct_clearing = points_payment * assessment[a_inst] - presettled - violations - deposits
+    capitation = signed * f["outpatient_quota"][a_fund]
+    chronic_capitation = chronic_signed * f["chronic_quota"][a_fund]
+    standard_payments = acct_sum(payable, priced & (fixed | single))
+    per_diem_total = acct_sum(pd_fund, priced & per_diem)
+    other_amount = capitation + chronic_capitation + standard_payments + per_diem_total
+    other_clearing = other_amount - a_cols.get("other_methods_settled", np.zeros(n_acct))
 
-    # institutions: sums over their accounts; clearing 二（三）4（4）
+    # institutions: sums over their accounts; clearing 二（三）4（4）; indicators 二（四）
     def per_inst(values):
         return exact_sum(values, a_inst, n_inst)
     inst_payment = per_inst(points_payment)
-    assessment = np.full(n_inst, p["default_assessment_factor"])
-    clearing = (inst_payment * assessment - i["monthly_presettled"] - i["violation_deductions"]
-                - i["deposit_deductions"])
+    clearing = inst_payment * assessment - per_inst(presettled) - per_inst(violations) - per_inst(deposits)
     inst_share = per_inst(share)
+    ok_inst = c_inst >= 0
+    stay = either(setting, ("inpatient", "day_surgery")) & ok_inst
+    stays = np.bincount(c_inst[stay], minlength=n_inst).astype(float)
+    stay_cost = exact_sum(total[stay], c_inst[stay], n_inst)
+    inst_total = exact_sum(total[ok_inst], c_inst[ok_inst], n_inst)
+    inst_self_pay = exact_sum(self_pay[ok_inst], c_inst[ok_inst], n_inst)
     return {
-        "claim": {"payment_method": np.array(PAYMENT_METHODS)[method], "group_avg_cost": group_avg,
+        "claim": {"payment_method": np.array(PAYMENT_METHODS)[method], "fixed_standard_route": fixed_route,
+                  "institution_level": level, "bed_days": bed_days, "per_diem_rate": pd_rate,
+                  "per_diem_payment": pd_payment, "single_disease_standard": sd_standard,
+                  "fixed_standard_amount": fx_amount, "standard": standard, "group_avg_cost": group_avg,
                   "base_group_avg_cost": np.full(n, base_avg), "group_score": group_score,
-                  "group_annual_cases": cases, "group_kind": kind_of_group, "cost_ratio": ratio,
-                  "case_type": case_type, "case_score": case_score, "score": score, "adjusted_score": adjusted},
-        "fund": {"reserve": reserve, "budget_general_outpatient": b_go, "budget_chronic_outpatient": b_co,
+                  "group_annual_cases": cases, "group_kind": kind_of_group, "dip_priced": dip_priced,
+                  "priced": priced, "pending_review": ~priced, "in_points_pool": dip_priced, "cost_ratio": ratio,
+                  "case_type": case_type, "case_score": case_score, "score": score, "adjusted_score": adjusted,
+                  "cost_base": cost_base, "self_pay_paid": self_pay_paid, "deductible_standard": ded_std,
+                  "deductible_due": ded, "coinsurance": coins, "patient_paid": patient, "fund_payable": payable,
+                  "per_diem_fund_payment": pd_fund, "method_fund_payment": np.where(dip | (method == 5), 0.0, payable),
+                  "institution_margin": margin},
+        "fund": {"signed_persons": fund_signed, "reserve": reserve, "budget_general_outpatient": b_go,
+                 "budget_chronic_outpatient": b_co,
                  "budget_out_of_area": b_oa, "budget_other_methods": b_om, "budget_critical_illness": b_ci,
                  "points_budget": points_budget, "shortfall_general_outpatient": s_go,
                  "shortfall_chronic_outpatient": s_co, "shortfall_out_of_area": s_oa,
                  "shortfall_other_methods": s_om, "reserve_topup": topup,
                  "shortfall_uncovered": s_go + s_co + s_oa + s_om - topup, "reserve_remaining": remaining,
                  "points_settlement_total": settlement_total, "adjustment_fund": adjustment_fund,
+                 "monthly_points_budget": points_budget / 12,
                  "total_adjusted_score": fund_score, "point_value": _div(settlement_total, fund_score),
                  "overspend_share_requested": fund_requested, "overspend_share_paid": paid,
-                 "overspend_share_ratio": np.where(fund_requested > 0, _div(paid, fund_requested), 1.0),
+                 "overspend_share_ratio": np.where(fund_requested > 0,
+                                                   np.minimum(1, _div(adjustment_fund, fund_requested)), 1.0),
                  "adjustment_fund_remaining": adjustment_fund - paid},
-        "account": {"total_adjusted_score": acct_score, "points_payment": points_payment, "fund_cost": acct_cost,
-                    "overspend": overspend, "overspend_share_requested": requested, "overspend_share": share},
+        "account": {"total_adjusted_score": acct_score, "points_payment": points_payment,
+                    "monthly_presettled": presettled,
+                    "violation_deductions": violations, "clearing_amount": acct_clearing, "fund_cost": acct_cost,
+                    "overspend": overspend, "overspend_share_requested": requested, "overspend_share": share,
+                    "year_end_payment": acct_clearing + share, "capitation_amount": capitation,
+                    "chronic_capitation_amount": chronic_capitation, "standard_payments": standard_payments,
+                    "per_diem_fund_total": per_diem_total, "other_methods_amount": other_amount,
+                    "other_methods_clearing": other_clearing},
         "institution": {"institution_class": inst_class, "primary_care": primary, "tcm": tcm,
-                        "coefficient": coefficient, "total_adjusted_score": per_inst(acct_score),
-                        "points_payment": inst_payment, "assessment_factor": assessment,
-                        "clearing_amount": clearing,
+                        "coefficient": coefficient, "assessment_factor": assessment,
+                        "total_adjusted_score": per_inst(acct_score), "points_payment": inst_payment,
+                        "monthly_presettled": per_inst(presettled), "violation_deductions": per_inst(violations),
+                        "deposit_deductions": per_inst(deposits), "clearing_amount": clearing,
                         "working_capital_advance": i["last_year_monthly_payment"].copy(),
                         "fund_cost": per_inst(acct_cost), "overspend": per_inst(overspend),
-                        "overspend_share": inst_share, "year_end_payment": clearing + inst_share},
+                        "overspend_share": inst_share, "year_end_payment": clearing + inst_share,
+                        "other_methods_amount": per_inst(other_amount),
+                        "other_methods_clearing": per_inst(other_clearing), "inpatient_cases": stays,
+                        "average_inpatient_cost": _div(stay_cost, stays), "self_pay_share": _div(inst_self_pay,
+                                                                                                  inst_total)},
     }
+
+
+def zibo_presettled(c, dip, c_fund, c_acct, n_fund: int, n_acct: int, monthly_budget: np.ndarray) -> np.ndarray:
+    """Monthly pre-settlement 二（三）4（2）: each account's DIP bookings of a month, scaled down by
+    min(1, the fund's monthly budget / the fund's DIP bookings of that month), summed over months."""
+    month = np.asarray(c["discharge_date"], dtype="datetime64[M]").astype(np.int64)
+    month = month - month.min() if len(month) else month
+    n_month = int(month.max()) + 1 if len(month) else 1
+    keep = dip & (c_fund >= 0) & (c_acct >= 0)
+    fm = c_fund[keep] * n_month + month[keep]
+    city = exact_sum(c["fund_cost"][keep], fm, n_fund * n_month)
+    budget = np.repeat(monthly_budget, n_month)
+    ratio = np.where(city > 0, np.minimum(1, _div(budget, city)), 1.0)
+    am = c_acct[keep] * n_month + month[keep]
+    booked = exact_sum(c["fund_cost"][keep], am, n_acct * n_month)
+    fund_of_am = np.zeros(n_acct * n_month, dtype=np.int64)
+    fund_of_am[am] = c_fund[keep]
+    per_month = booked * ratio[fund_of_am * n_month + np.arange(n_acct * n_month) % n_month]
+    return per_month.reshape(n_acct, n_month).sum(axis=1)
+
+
+def zibo_rate_tables() -> tuple[dict[tuple[str, float], float], dict[str, float]]:
+    """The illustrative per-diem rates (category, level) and fixed standards (code) of the Zibo policy."""
+    tables = ROOT / "policies" / "tables"
+    with open(tables / "zibo_per_diem.csv", encoding="utf-8") as fh:
+        rows = csv.DictReader(line for line in fh if not line.startswith("#"))
+        per_diem = {(r["category"], float(r["level"])): float(r["rate"]) for r in rows}
+    with open(tables / "zibo_fixed_standards.csv", encoding="utf-8") as fh:
+        rows = csv.DictReader(line for line in fh if not line.startswith("#"))
+        standards = {r["code"]: float(r["standard"]) for r in rows}
+    return per_diem, standards
 
 
 # ---- Jingdezhen package settlement in numpy -------------------------------------------------------
@@ -580,20 +717,25 @@ def zibo_loop(claims: dict[str, list], catalogue: dict[str, tuple[float, float]]
             method = "dip"
         avg, cases = catalogue.get(group, (0.0, 0.0))
         if method == "dip":
-            group_score = avg / base_avg * base_score if base_avg > 0 else 0.0
+            group_score = avg / base_avg * base_score if avg > 0 and base_avg > 0 else 0.0
             kind = "core" if cases >= core_min else "comprehensive"
             ratio = cost / avg if avg > 0 else 0.0
-            if ratio < low_limit:
+            priced = expert > 0 or (group_score > 0 and avg > 0)
+            if not (group_score > 0 and avg > 0):
+                case_type, case_score = "pending", 0.0
+            elif ratio <= low_limit:
                 case_type, case_score = "low", group_score * ratio
-            elif ratio > high_limit:
+            elif ratio >= high_limit:
                 case_type, case_score = "high", group_score * (ratio - 1)
             else:
                 case_type, case_score = "normal", group_score
+            if expert > 0:
+                case_type = "expert"
         else:
-            avg, group_score, kind, ratio, case_type, case_score = 0.0, 0.0, "none", 0.0, "none", 0.0
-        score = expert if expert > 0 else case_score
+            avg, group_score, kind, ratio, case_type, case_score, priced = 0.0, 0.0, "none", 0.0, "none", 0.0, False
+        score = expert if case_type == "expert" else case_score
         adjusted = score * coef
-        if method == "dip" and account >= 0:
+        if priced and account >= 0:
             account_score[account] = account_score.get(account, 0) + round(adjusted * 1e6)
         methods.append(method)
         averages.append(avg)
@@ -833,8 +975,15 @@ def overspend_variant(folder: Path, out: Path, factor: float = 6.0) -> dict:
     """A copy of a Zibo city-year in which the claims of every other institution charge the fund
     `factor` times as much, so that accounts overspend and the adjustment fund shares the
     overspend (pro rata when it is short). In `medpay synth` data the fund cost of the DIP cases
-    is about 30% of the DIP payment, so no account would overspend. Other files are linked."""
-    _link_files(folder, out, ("fund.parquet", "community.parquet", "institution.parquet", "meta.json"))
+    is about 30% of the DIP payment, so no account would overspend. The funds get their
+    `signed_persons` (as when the budget is drawn up before the accounts are known), enough for
+    the general outpatient actuals, so that the reserve is not spent on that item and an adjustment
+    fund remains. Other files are linked."""
+    _link_files(folder, out, ("community.parquet", "institution.parquet", "meta.json"))
+    funds = pq.read_table(folder / "fund.parquet")
+    signed = np.ceil(funds["actual_general_outpatient"].to_numpy() / funds["outpatient_quota"].to_numpy())
+    pq.write_table(funds.append_column("signed_persons", pa.array(signed)), out / "fund.parquet",
+                   compression="zstd")
     claims = pq.read_table(folder / "claim.parquet")
     institutions = pq.read_table(folder / "institution.parquet", columns=["id"])["id"]
     row = _index_in(claims["institution"], institutions)
