@@ -583,8 +583,9 @@ def jingdezhen_numpy(inp: Inputs) -> dict[str, dict[str, np.ndarray]]:
     chargeable = np.maximum(0, c["total_cost"] - repeat)
     self_pay_paid = np.minimum(self_pay, chargeable)
     cost_base = np.maximum(0, chargeable - self_pay)
-    earlier = chain_max_before(applicable_standard, inp.links[("claim", "episode")], c["admit_date"],
-                               c["discharge_date"])
+    episode = inp.links[("claim", "episode")]
+    chain = np.where(episode >= 0, episode * (n_comm + 1) + comm + 1, -1)  # C8: a chain per episode × 医共体
+    earlier = chain_max_before(applicable_standard, chain, c["admit_date"], c["discharge_date"])
     deductible_due = np.where(~owes, 0.0, np.where(~on_chain, np.minimum(cost_base, deductible_standard),
                                                    np.minimum(cost_base, np.maximum(0, deductible_standard - earlier))))
     coinsurance = _by_level(level, p["coinsurance_by_level"])
@@ -778,9 +779,10 @@ def jingdezhen_loop(claims: dict[str, list]) -> dict:
     standard = [deductibles.get(lv, 0.0) for lv in claims["level"]]
     applicable = [std if on else 0.0 for std, on in zip(standard, on_chain, strict=True)]
     earlier = [0.0] * len(standard)
-    chained = sorted((e, a, d, r) for r, (e, a, d) in
-                     enumerate(zip(claims["episode"], claims["admit"], claims["discharge"], strict=True)) if e >= 0)
-    last_episode, highest = -1, 0.0
+    chained = sorted(((e, m), a, d, r) for r, (e, m, a, d) in  # C8: a chain per episode × 医共体
+                     enumerate(zip(claims["episode"], claims["community"], claims["admit"], claims["discharge"],
+                                   strict=True)) if e >= 0)
+    last_episode, highest = None, 0.0
     for episode, _, _, row in chained:
         if episode != last_episode:
             last_episode, highest = episode, None

@@ -138,3 +138,42 @@ def test_a_supplied_value_in_the_middle_of_a_chain_is_used_downstream():
     del data["claim"][1]["deductible_due"]
     result = run(make_policy(DEDUCTIBLE, parameters={"deductible_by_level": LEVELS}), data)
     assert by_id(result, "claim", "deductible_due") == {"first": 300.0, "second": 600.0, "third": 0.0, "other": 900.0}
+
+
+WITHIN_COMMUNITY = """
+policy:
+  id: chain_within
+  name: {zh: 测试市, en: Testville}
+  notice: 测〔2024〕1号
+  issuer: 测试市医疗保障局
+  effective: {from: 2024-01-01}
+chains:
+  claim:
+    within: [institution.community]
+variables:
+  claim:
+    earlier:
+      label: {zh: 链上此前费用, en: earlier cost on the chain}
+      unit: yuan
+      formula: chain_sum_before(total_cost)
+      source: 一
+"""
+
+
+def test_a_chain_stops_at_the_community_boundary():
+    """Episode E: A (C1) 100, B (C2) 200, A (C1) 400 in date order. Within C1 the chain is
+    100 → 400 (400 has 100 before it); B starts its own chain in C2 (nothing before it)."""
+    from engine.compile.build import load_policy_text
+    from engine.run.evaluate import evaluate
+    policy = load_policy_text(WITHIN_COMMUNITY, "chain_within.yaml")
+    result = evaluate(policy, {"period": "2024", "entities": {
+        "community": [{"id": "C1"}, {"id": "C2"}],
+        "institution": [{"id": "A", "community": "C1"}, {"id": "B", "community": "C2"}],
+        "claim": [{"id": "c1", "institution": "A", "episode": "E", "total_cost": 100,
+                   "admit_date": "2024-01-01", "discharge_date": "2024-01-02"},
+                  {"id": "c2", "institution": "B", "episode": "E", "total_cost": 200,
+                   "admit_date": "2024-01-03", "discharge_date": "2024-01-04"},
+                  {"id": "c3", "institution": "A", "episode": "E", "total_cost": 400,
+                   "admit_date": "2024-01-05", "discharge_date": "2024-01-06"}]}})
+    earlier = {r["id"]: r["earlier"] for r in result["entities"]["claim"]}
+    assert earlier == {"c1": 0.0, "c2": 0.0, "c3": 100.0}

@@ -83,10 +83,13 @@ class Coverage:
 
 @dataclass
 class Chain:
-    """Ordered chains of rows (referral chains): grouped by the `by` link, ordered by fields."""
+    """Ordered chains of rows (referral chains): grouped by the `by` link, ordered by fields; a
+    policy may split them further `within` the parents reached by link paths (a chain stops at the
+    boundary of a medical community: `within: [institution.community]`)."""
 
     by: str
     order: list[str]
+    within: list[list[str]] = field(default_factory=list)
 
 
 @dataclass

@@ -163,6 +163,7 @@ class _Builder:
             if table:
                 tables[name] = table
         model = Model.from_data(_base_model_data())
+        self.chains(model)
         formulas = self.variables(model, parameters)
         checks = self.checks(model)
         readings = self.readings(model, parameters)
@@ -175,6 +176,34 @@ class _Builder:
             [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \
             [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed]
         return Draft(policy, formulas, self.source, self.problems, checks)
+
+    def chains(self, model: Model) -> None:
+        """`chains: {claim: {within: [institution.community]}}`: the entity's chains stop at the
+        boundary of the parents these link paths reach."""
+        for entity_name, spec in (self.data.get("chains") or {}).items():
+            entity = model.entities.get(entity_name)
+            if entity is None or entity.chain is None:
+                chained = [e.name for e in model.entities.values() if e.chain]
+                self.problems.append(Diagnostic(
+                    "not_chained", f"'{shown(entity_name)}' has no chains; only {', '.join(chained)} has",
+                    f"“{shown(entity_name)}”没有转诊链；只有 {', '.join(chained)} 有", self.source.key_location(("chains", entity_name))))
+                continue
+            paths = []
+            for i, text in enumerate(spec["within"]):
+                path = str(text).split(".")
+                current, ok = entity_name, True
+                for link in path:
+                    current = model.entities[current].links.get(link) if ok else None
+                    ok = current is not None
+                if not ok:
+                    self.problems.append(Diagnostic(
+                        "unknown_link", f"'{shown(str(text))}' is not a path of links from {entity_name} "
+                        "(write e.g. institution.community)",
+                        f"“{shown(str(text))}”不是从 {entity_name} 出发的关联路径（例如 institution.community）",
+                        self.source.location(("chains", entity_name, "within", i))))
+                    continue
+                paths.append(path)
+            entity.chain.within = paths
 
     def readings(self, model: Model, parameters: dict) -> list[Reading]:
         """The policy's readings of clauses the notice leaves open; each name in `affects` must be a

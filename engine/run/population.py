@@ -53,7 +53,7 @@ class Population:
             return self._chains[entity]
         spec = self.model.entities[entity].chain
         n = self.sizes[entity]
-        link = self.links[(entity, spec.by)]
+        link = self._chain_groups(entity, spec)
         prev = np.full(n, -1, dtype=np.int64)
         position = np.zeros(n, dtype=np.int64)  # a row in no chain is a chain of one
         rows = np.flatnonzero(link >= 0)  # only the chained rows need ordering
@@ -73,6 +73,19 @@ class Population:
         result = ChainOrder(prev, position, int(position.max()) + 1 if n else 0)
         self._chains[entity] = result
         return result
+
+
+    def _chain_groups(self, entity: str, spec) -> np.ndarray:
+        """Each row's chain: its `by` parent, split by the parents `within` names (-1: no chain)."""
+        link = self.links[(entity, spec.by)]
+        if not spec.within or not len(link):
+            return link
+        parts = [link] + [self.parent_index(entity, path) for path in spec.within]
+        chained = link >= 0
+        _, group = np.unique(np.stack([p[chained] for p in parts], axis=1), axis=0, return_inverse=True)
+        out = np.full(len(link), -1, dtype=np.int64)
+        out[chained] = group.reshape(-1)
+        return out
 
 
 def _sortable(col: np.ndarray) -> np.ndarray:
