@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from evalkit import template_folder
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
-from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"

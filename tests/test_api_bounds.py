@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from evalkit import template_folder
 from fastapi.testclient import TestClient
 
 from engine.api import evaluation
@@ -23,7 +24,6 @@ from engine.api.app import create_app
 from engine.api.limits import HeavySlots, host_name, run_with_deadline
 from engine.errors import LimitExceeded
 from engine.settings import Limits
-from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"

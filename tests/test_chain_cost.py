@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from evalkit import by_id, make_policy, run
+from evalkit import by_id, make_policy, run, template_folder
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
 from engine.errors import LimitExceeded
 from engine.run import builtins
 from engine.settings import Limits
-from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 BIG = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1")) > 1

@@ -13,13 +13,13 @@ import httpx
 import pytest
 import uvicorn
 import yaml
+from evalkit import template_folder
 from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
 from engine.compile.build import load_policy_text
 from engine.run.evaluate import evaluate
 from engine.settings import Limits
-from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "policies" / "_template.yaml"

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from evalkit import by_id, make_policy, run
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,6 @@ from engine.cli import main
 from engine.errors import SituationError
 from engine.period import parse_period
 from engine.run import exact
-from tests.evalkit import by_id, make_policy, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))

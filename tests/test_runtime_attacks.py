@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from evalkit import by_id, make_policy, run, warning_codes
+from evalkit import by_id, make_policy, run, template_folder, warning_codes
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from engine.api.app import create_app
 from engine.compile.build import load_policy_text
 from engine.errors import PolicyError, SituationError
-from tests.evalkit import template_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1"))
