@@ -107,8 +107,8 @@ class Checker:
     def _literal(self, node: ast.Literal, scope: str, in_before: bool) -> T.Expr:
         # a number written beyond float range (1e400) would silently become infinity
         if node.kind == "number" and not math.isfinite(float(node.value)):
-            raise _err("number_too_large", "this number is too large to compute with (the largest is about 1.8e308)",
-                       "该数字过大，无法计算（上限约为 1.8e308）", node)
+            raise _err("not_finite", "this number is too large to be finite (the largest is about 1.8e308); "
+                       "write an ordinary number", "此数值过大，不是有限数（上限约为 1.8e308）；请写普通数字", node)
         return T.Literal(node.pos, node.kind, scope, node.value, node.kind, syntax=node)
 
     def _listexpr(self, node: ast.ListExpr, scope: str, in_before: bool) -> T.Expr:

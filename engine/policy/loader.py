@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
-import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from engine import settings
-from engine.dsl import ast
 from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
@@ -130,14 +128,6 @@ def count_diagnostics(source: SourceText) -> list[Diagnostic]:
                                f"政策中公式总长超过 {limits.policy_formula_chars} 个字符"
                                "（MEDPAY_MAX_POLICY_FORMULA_CHARS）", source.location((*path, "formula")))]
     return []
-
-
-def _finite_literals(node: ast.Node) -> None:
-    """Refuse a number in a formula that is not finite (1e400 reads as infinity)."""
-    for part in ast.walk(node):
-        if isinstance(part, ast.Literal) and isinstance(part.value, float) and not math.isfinite(part.value):
-            raise FormulaError("not_finite", "this number is too large to be finite; write an ordinary number",
-                               "此数值过大，不是有限数；请写普通数字", part.pos)
 
 
 class _Builder:
@@ -275,7 +265,6 @@ class _Builder:
                         f"变量“{name}”必须注明条款出处（source）或说明假设理由（assumed）", self.source.key_location(path)))
                 try:
                     var.node = parse_formula(var.formula)
-                    _finite_literals(var.node)
                 except FormulaError as err:
                     self.formula_problem(var, err)
                     continue

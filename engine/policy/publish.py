@@ -210,7 +210,7 @@ def id_fault(file_name: str, policy_id: str) -> dict | None:
 
 
 def city_fault(file_name: str, policy_id: str, served: Served) -> dict | None:
-    """Why a file that serves another city may not take this one (`zibo_b.yaml` may be city zibo_b)."""
+    """Why a file that serves another city may not take this one (`city_b.yaml` may be city city_b)."""
     other = next((city for (city, _), held in served.items() if held == file_name and city != policy_id), None)
     if other is None:
         return None
