@@ -26,9 +26,10 @@ from engine.run.columns import (
     EntityColumns,
     build_population,
     date_window,
+    input_readers,
     outside,
     outside_warning,
-    required_inputs,
+    rows_needing,
 )
 from engine.run.evaluate import run_step
 from engine.run.frame import Frame, RunContext
@@ -303,12 +304,13 @@ def required_faults_of_files(policy: Policy, masks: dict[tuple[str, str], np.nda
     and the first rows (0 = the first data row)."""
     wanted = {s.key for s in policy.plan.steps if sizes.get(s.variable.entity, 0)}
     faults = []
-    needed = required_inputs(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
-    for (entity, name), reader in sorted(needed.items()):
+    needed = input_readers(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
+    for (entity, name), readers in sorted(needed.items()):
         if not sizes.get(entity):
             continue
-        mask = masks.get((entity, name))
+        reader, mask = readers[0], masks.get((entity, name))
         rows = np.arange(sizes[entity]) if mask is None else np.flatnonzero(~mask)
+        rows = rows_needing((entity, name), readers, rows, masks.get)
         if not len(rows):
             continue
         place = f"{files.get(entity, entity)}:{name}"

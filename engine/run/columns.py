@@ -178,18 +178,12 @@ def default_column(var, n: int) -> np.ndarray:
 
 # ---- required inputs (必填输入) ---------------------------------------------------------------
 
-def required_inputs(policy, wanted: set[tuple[str, str]],
-                    complete: Callable[[tuple[str, str]], bool]) -> dict[tuple[str, str], tuple[str, str]]:
-    """Inputs without a default that the wanted outputs depend on, each with the first formula
-    variable that reads it. A formula variable given on every row (`complete`) needs nothing.
-    (The chain order fields are not required: a chain orders rows without dates by input order.)"""
-    return {key: readers[0] for key, readers in input_readers(policy, wanted, complete).items()}
-
-
 def input_readers(policy, wanted: set[tuple[str, str]],
                   complete: Callable[[tuple[str, str]], bool]) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """Inputs without a default that the wanted outputs depend on, each with every formula variable
-    of the run that reads it directly (the first found first)."""
+    of the run that reads it directly (the first found first). A formula variable given on every
+    row (`complete`) needs nothing. (The chain order fields are not required: a chain orders rows
+    without dates by input order.)"""
     plan, model = policy.plan, policy.model
     found: dict[tuple[str, str], list[tuple[str, str]]] = {}
     seen: set[tuple[str, str]] = set()
@@ -215,6 +209,17 @@ def input_readers(policy, wanted: set[tuple[str, str]],
     return found
 
 
+def rows_needing(key: tuple[str, str], readers: list[tuple[str, str]], rows: np.ndarray,
+                 supplied: Callable[[tuple[str, str]], np.ndarray | None]) -> np.ndarray:
+    """Of the `rows` missing input `key`, those where a formula reading it runs: a formula of the
+    same entity does not run on a row that supplies its value (`supplied(reader)`: the mask)."""
+    if len(rows) and all(r[0] == key[0] for r in readers):
+        masks = [supplied(r) for r in readers]
+        if all(m is not None for m in masks):
+            rows = rows[~np.logical_and.reduce([np.asarray(m, bool)[rows] for m in masks])]
+    return rows
+
+
 def missing_rows(pop: Population, key: tuple[str, str]) -> np.ndarray:
     """Rows of the entity where a required input was not given."""
     mask = pop.missing.get(key[0], {}).get(key[1])
@@ -232,11 +237,7 @@ def required_faults(policy, pop: Population, wanted: set[tuple[str, str]], where
     for key, readers in sorted(input_readers(policy, wanted, complete).items()):
         reader = readers[0]
         rows = missing_rows(pop, key)
-        if len(rows) and all(r[0] == key[0] for r in readers):
-            # the formulas that read it run only on the rows that do not supply their own value
-            masks = [pop.supplied.get(r[0], {}).get(r[1]) for r in readers]
-            if all(m is not None for m in masks):
-                rows = rows[~np.logical_and.reduce([m[1][rows] for m in masks])]
+        rows = rows_needing(key, readers, rows, lambda r: pop.supplied.get(r[0], {}).get(r[1], (None, None))[1])
         if not len(rows):
             continue
         entity, name = key
