@@ -218,11 +218,11 @@ def _accounts(gen: Generator, policy: Policy, inst: dict, clm: dict, which: np.n
     n = len(present)
     volume, count = np.bincount(inverse, weights=clm["total_cost"], minlength=n), np.bincount(inverse, minlength=n)
     gen.extra_inputs("account", n, volume, count.astype(float), acc)
-    for name in inputs:  # an account value standing for an institution input: generated like that input
-        if name not in acc and name in declared:
-            like = {}
-            gen.extra_inputs("institution", n, volume, count.astype(float), like)
-            acc[name] = like[name]
+    standing_for = [name for name in inputs if name not in acc and name in declared]
+    if standing_for:  # account values standing for institution inputs: generated like those inputs
+        like: dict = {}
+        gen.extra_inputs("institution", n, volume, count.astype(float), like)
+        acc.update({name: like[name] for name in standing_for})
     for name in inputs:
         inst.pop(name, None)
     return acc
