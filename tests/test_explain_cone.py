@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from engine.api.app import create_app
 from engine.cli import main
 from engine.compile.build import load_policy_text
+from engine.errors import SituationError
 from engine.explain.cone import UnknownValue, explain_situation, explain_value
 from engine.explain.tree import render_explanation
 from engine.run.evaluate import checked_situation, evaluate
@@ -328,3 +329,17 @@ def test_large_explanation_stays_quick(policy):
     want = sum((fund_payable(c) for c in data["entities"]["claim"] if c["institution"] == "H2"), Fraction(0))
     assert answer["explanation"]["value"] == fen(want)
     assert len(answer["explanation"]["inputs"][0]["children"]["top"]) == 10
+
+
+def test_an_overridden_parameter_cites_no_clause_and_a_missing_input_is_refused(policy):
+    """A value the request replaced is "overridden", never the notice's clause; an input the value
+    needs and the situation lacks is a fault at its JSON path, not a 0."""
+    data = {**situation(10), "parameters": {"coinsurance": 0.3}}
+    claim = data["entities"]["claim"][3]
+    tree = explain(policy, data, f"claim.{claim['id']}.fund_payable")
+    coinsurance = {i["text"]: i for i in tree["inputs"]}["coinsurance"]
+    assert coinsurance["value"] == 0.3 and coinsurance["overridden"] and coinsurance["source"] is None
+    del data["entities"]["claim"][3]["total_cost"]
+    with pytest.raises(SituationError) as err:
+        explain(policy, data, f"claim.{claim['id']}.fund_payable")
+    assert [f.path for f in err.value.faults] == ["entities.claim[3].total_cost"]

@@ -20,7 +20,8 @@ from engine.errors import InputFault, SituationError
 from engine.explain.trace import functions_of, input_nodes, json_value, label
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
-from engine.run.evaluate import checked_situation, run_steps
+from engine.run.columns import required_faults
+from engine.run.evaluate import checked_situation, json_path, run_steps
 from engine.run.frame import Frame, RunContext
 from engine.run.money import group_sum
 from engine.run.population import Population
@@ -127,6 +128,9 @@ def explain_value(policy: Policy, pop: Population, text: str, overrides: dict | 
     its cone is computed, then the value is explained with nested explanations `depth` levels deep
     (values of the same row and of parent rows) and at most `top` child rows per aggregation."""
     target = resolve(policy, pop, text)
+    faults = required_faults(policy, pop, {(target.entity, target.variable)}, json_path)
+    if faults:  # an input the value needs and the data lacks is an error, never a 0
+        raise SituationError(faults)
     ctx = RunContext(policy, dict(overrides or {}))
     steps = evaluate_cone(policy, pop, ctx, target, limit)
     explainer = Explainer(policy, pop, ctx, LIMITS.explain_top if top is None else top)
@@ -253,7 +257,7 @@ class Explainer:
         version = param.versions[index] if not overridden else None
         return {"text": text, "kind": "parameter", "parameter": name, "value": json_value(versions[index]),
                 "label": {"zh": param.label.zh, "en": param.label.en}, "unit": param.unit or None,
-                "source": (version.source if version and version.source else param.source),
+                "source": None if overridden else (version.source if version and version.source else param.source),
                 "assumed": None if overridden else param.assumed,
                 "since": version.start.isoformat() if version and len(param.versions) > 1 else None,
                 "overridden": overridden}
