@@ -17,7 +17,9 @@ from engine.policy.spec import Policy
 from engine.run.evaluate import checked_situation, evaluate
 from engine.run.population import Population
 
-EXIT_POLICY, EXIT_INPUT, EXIT_CHECK = 1, 2, 3
+# exit codes (docs/cli.md): 0 done; 1 a policy did not load or a policy check failed; 2 bad input
+EXIT_POLICY, EXIT_INPUT = 1, 2
+EXIT_CHECK = EXIT_POLICY
 DEFAULT_CASES = ("tests/cases", "tests/worked_examples")
 
 
@@ -40,15 +42,15 @@ def resolve_policy(city: str, situation: dict | None = None, version: str | None
         if broken:
             raise PolicyError(registry.problems[broken[0]]) from None
         known = ", ".join(sorted(registry.cities))
-        raise SystemExit(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
+        raise BadInput(f"unknown city '{city}' (known: {known}) / 未知城市“{city}”") from None
 
 
 def _check_version(city: str, versions: list[Policy], version: str) -> Policy:
     chosen = next((p for p in versions if p.meta.version == version), None)
     if chosen is None:
         known = ", ".join(p.meta.version for p in versions)
-        raise SystemExit(f"{city} has no version '{version}' (versions: {known}) / "
-                         f"{city} 没有版本“{version}”（现有版本：{known}）")
+        raise BadInput(f"{city} has no version '{version}' (versions: {known}) / "
+                       f"{city} 没有版本“{version}”（现有版本：{known}）")
     return chosen
 
 
@@ -101,7 +103,7 @@ def _situation_input(args) -> tuple[Policy, Population, dict]:
 def _batch_input(args) -> tuple[Policy, Population, dict]:
     """The policy and population of a batch data folder (Parquet/CSV per entity, as `medpay settle` reads)."""
     from engine.batch.settle import folder_period, load
-    data = Path(args.data)
+    data = data_folder(args.data)
     period = folder_period(data, args.period)
     policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
     return policy, load(policy, data, period), {}
@@ -178,7 +180,7 @@ def cmd_synth(args) -> int:
 
 def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
-    data = Path(args.data)
+    data = data_folder(args.data)
     period = folder_period(data, args.period)
     policy = resolve_policy(args.city, {"period": period.text}, getattr(args, "policy_version", None))
     if args.engine == "spark":
@@ -229,15 +231,56 @@ def _load_situation(path: str) -> dict:
         raise _BadJson(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}) / JSON 格式错误") from None
 
 
-class _BadJson(Exception):
+class BadInput(Exception):
+    """Input the command cannot use (a file, folder, city or version): exit 2 with its message."""
+
+
+class _BadJson(BadInput):
     pass
+
+
+def data_folder(given: str) -> Path:
+    """The --data folder, which must exist and be a folder."""
+    folder = Path(given)
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise BadInput(f"--data {given}: the folder {what} / 数据目录 {given} "
+                       f"{'不是目录' if folder.exists() else '不存在'}")
+    return folder
+
+
+class VersionAction(argparse.Action):
+    """`medpay --version`: the engine's version, the policy folder, and each policy's versions."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit(0)
+
+
+def version_text() -> str:
+    """What `--version` prints (policies that do not load are named, with a count of their problems)."""
+    from engine import __version__
+    registry = Registry.load(POLICY_DIR, include_template=False)
+    lines = [f"medpay {__version__}", f"policies / 政策目录: {POLICY_DIR.resolve()}"]
+    for city, versions in sorted(registry.cities.items()):
+        lines.append(f"  {city}: " + ", ".join(f"{p.meta.version} ({p.meta.notice})" for p in versions))
+    for file, diagnostics in sorted(registry.problems.items()):
+        lines.append(f"  {Path(file).name}: does not load / 无法加载 ({len(diagnostics)} problem(s) / 处问题)")
+    return "\n".join(lines)
 
 
 VERSION_HELP = "one version of the policy (e.g. 2024-07-09); default: the version in force for the period"
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)")
+    ap = argparse.ArgumentParser(prog="medpay", description="medpay — medical-insurance payment rules engine (医保支付规则引擎)",
+                                 epilog="exit codes / 退出码: 0 done 完成; 1 a policy did not load or a policy check "
+                                        "failed 政策无法加载或政策校验未通过; 2 bad input 输入有误")
+    ap.add_argument("--version", action=VersionAction, help="the engine's version, the policy folder and the "
+                                                            "policy versions in it / 版本与政策版本")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="evaluate one situation / 计算一个情形")
     p.add_argument("city", help="policy id (a file name under policies/) or path to a policy file")
@@ -306,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         for fault in err.faults:
             print(f"  {fault.path or '(top)'}: {fault.en} / {fault.zh}", file=sys.stderr)
         return EXIT_INPUT
-    except (_BadJson, FileNotFoundError) as err:
+    except (BadInput, FileNotFoundError) as err:
         print(str(err), file=sys.stderr)
         return EXIT_INPUT
     except BrokenPipeError:  # the reader (e.g. `| head`) stopped reading: not an error

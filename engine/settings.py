@@ -16,6 +16,9 @@
 | time to check one policy text in /v1/validate | MEDPAY_MAX_VALIDATE_SECONDS | 10 s (the checking process is killed) |
 | heavy requests at once per server process (evaluate > 200 rows, validate) | MEDPAY_MAX_HEAVY_REQUESTS | 2 |
 | Host header values served (any port) | MEDPAY_ALLOWED_HOSTS | localhost,127.0.0.1,::1 |
+| browser origins allowed to call the API from another site (CORS) | MEDPAY_CORS_ORIGINS | none (same origin only); a comma-separated allow-list, e.g. https://his.example.org |
+| responses compressed with gzip when the client accepts it | MEDPAY_GZIP_MIN_BYTES | 1,000 bytes and larger |
+| situations in one call to evaluate many | MEDPAY_MAX_SITUATIONS | 1,000 |
 | claims per chunk in batch settlement | MEDPAY_CHUNK_ROWS | 1,000,000 (read in engine/batch/settle.py) |
 | nesting depth of a policy's YAML | MEDPAY_MAX_POLICY_DEPTH | 20 levels |
 | values (YAML nodes) in a policy file | MEDPAY_MAX_POLICY_NODES | 20,000 |
@@ -68,12 +71,21 @@ class Limits:
     table_columns: int = int(_env("MEDPAY_MAX_TABLE_COLUMNS", 100))
     table_cell_chars: int = int(_env("MEDPAY_MAX_TABLE_CELL_CHARS", 1000))
     explain_top: int = int(_env("MEDPAY_EXPLAIN_TOP", 10))
+    gzip_min_bytes: int = int(_env("MEDPAY_GZIP_MIN_BYTES", 1000))
+    situations: int = max(1, int(_env("MEDPAY_MAX_SITUATIONS", 1000)))
 
 
 def allowed_hosts() -> list[str]:
     """Host names the API answers (MEDPAY_ALLOWED_HOSTS, comma-separated; `*` for any)."""
     value = os.environ.get("MEDPAY_ALLOWED_HOSTS") or "localhost,127.0.0.1,::1"
     return [h.strip().lower().strip("[]") for h in value.split(",") if h.strip()]
+
+
+def cors_origins() -> list[str]:
+    """Browser origins allowed to call the API from another site (MEDPAY_CORS_ORIGINS, comma-separated);
+    none by default: the page and the API share one origin. `*` is refused: name the origins."""
+    value = os.environ.get("MEDPAY_CORS_ORIGINS") or ""
+    return [o.strip().rstrip("/") for o in value.split(",") if o.strip() and o.strip() != "*"]
 
 
 LIMITS = Limits()

@@ -278,22 +278,24 @@ def test_explanation_follows_parent_rows_and_aggregated_children(page):
     expect(page.locator("#try-city")).to_have_value("hangzhou")
     page.click("#try-run")
     panel = page.locator("#explain")
-    # a value read from the parent row (the fund's point value) opens into the fund's own explanation
-    page.click("button.val[data-key='account.A|all.allocated_payment']")
+    # an institution's payment is the sum over its accounts (institution × fund): the child row opens
+    # into the account's own explanation, which reads the fund's point value from its parent row
+    page.click("button.val[data-key='institution.A.allocated_payment']")
     expect(panel.locator(".explain-value")).to_have_text("17,518.18")
-    panel.locator("details.sub:has(> summary code:text-is('fund.point_value')) > summary").click()
-    parent = panel.locator("details.sub[open]:has(> summary code:text-is('fund.point_value'))")
-    expect(parent.locator("> summary")).to_contain_text("统筹基金")
-    expect(parent.locator(".formula").first).to_contain_text("points_settlement_total")
-    # an aggregation lists the child rows it reads, each with its own explanation
-    page.click("button.val[data-key='account.A|all.total_points']")
-    panel.locator("details.sub:has(> summary code:text-is('sum(claim.points where claim.in_points_pool)')) > summary").click()
+    panel.locator("details.sub:has(> summary code:text-is('sum(account.allocated_payment)')) > summary").click()
+    accounts = panel.locator("ul.children > li > details.sub > summary")
+    expect(accounts).to_have_count(1)
+    expect(accounts.first).to_contain_text("A|all")
+    expect(accounts.first).to_contain_text("17,518.18")
+    accounts.first.click()
+    expect(panel.locator("ul.children .formula").first).to_contain_text("fund.point_value")
+    # an aggregation lists the child rows it reads: the institution's points are its account's
+    page.click("button.val[data-key='institution.A.total_points']")
+    panel.locator("details.sub:has(> summary code:text-is('sum(account.total_points)')) > summary").click()
     children = panel.locator("ul.children > li > details.sub > summary")
-    expect(children).to_have_count(2)
-    expect(children.first).to_contain_text("c1")
-    expect(children.first).to_contain_text("120")
-    children.first.click()
-    expect(panel.locator("ul.children .formula").first).to_contain_text("group_weight")
+    expect(children).to_have_count(1)
+    expect(children.first).to_contain_text("A|all")
+    expect(children.first).to_contain_text("200")
     shot(page, "try-explain-children")
 
 

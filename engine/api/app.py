@@ -13,15 +13,27 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__, settings
-from engine.api import describe
-from engine.api.evaluation import HEAVY, evaluated, situation_data
+from engine.api import contract, describe
+from engine.api.evaluation import HEAVY, evaluated, evaluated_many, situation_data
 from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
-from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
+from engine.api.models import (
+    ErrorBody,
+    ManyResults,
+    Result,
+    Situation,
+    Situations,
+    ValidateRequest,
+    ValidateResponse,
+    demo_examples,
+)
 from engine.compile.build import load_policy_text
 from engine.errors import Diagnostic, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
@@ -120,10 +132,15 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     store = PolicyStore(Path(policy_dir or POLICY_DIR))
     if watch if watch is not None else os.environ.get("MEDPAY_WATCH", "1") == "1":
         store.watch(float(os.environ.get("MEDPAY_WATCH_INTERVAL", "1.0")))
-    app = FastAPI(title="medpay", version=__version__, responses=COMMON_ERRORS,
+    app = FastAPI(title="medpay", version=__version__, responses=COMMON_ERRORS, docs_url=None, redoc_url=None,
                   description="Medical-insurance payment rules engine — 医保支付规则引擎. "
                               "Policies are data; every value can be explained with its clause.")
     app.state.store = store
+    app.add_middleware(GZipMiddleware, minimum_size=LIMITS.gzip_min_bytes)
+    origins = settings.cors_origins()
+    if origins:  # default: none — the page and the API share one origin
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], expose_headers=["X-Medpay-Policy"], max_age=600)
     app.add_middleware(HostCheck, allowed=settings.allowed_hosts() if allowed_hosts is None else allowed_hosts)
     app.add_middleware(BodyLimit)  # outermost: it logs every request, refused or not, and catches the unexpected
 
@@ -185,20 +202,44 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     def cities() -> list[dict]:
         return [describe.city_summary(v) for _, v in sorted(store.registry.cities.items())]
 
-    @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
-    def city(city: str, version: str | None = None) -> Any:
+    def chosen_policy(city: str, version: str | None) -> Any:
+        """The latest version of a city's policy, or the one named; an unknown version is a 404 answer."""
         versions = store.registry.cities.get(city)
         if not versions:
             raise UnknownCity(city)
         if version is None:
-            return describe.policy_detail(versions[-1])
+            return versions[-1]
         chosen = next((p for p in versions if p.meta.version == version), None)
         if chosen is None:
             known = ", ".join(p.meta.version for p in versions)
             return _error(404, "unknown_version", [{"path": "version",
                                                     "message": f"{city} has no version '{version}' (versions: {known})",
                                                     "message_zh": f"{city} 没有版本“{version}”（现有版本：{known}）"}])
-        return describe.policy_detail(chosen)
+        return chosen
+
+    @app.get("/v1/cities/{city}", summary="one policy: parameters, variables, tables", responses=ERRORS)
+    def city(city: str, version: str | None = None) -> Any:
+        chosen = chosen_policy(city, version)
+        return chosen if isinstance(chosen, JSONResponse) else describe.policy_detail(chosen)
+
+    @app.get("/v1/cities/{city}/entities", responses=ERRORS,
+             summary="the input contract: each entity's fields, types, allowed values, defaults, required-ness, links")
+    def entities(city: str, version: str | None = None) -> Any:
+        chosen = chosen_policy(city, version)
+        if isinstance(chosen, JSONResponse):
+            return chosen
+        return {"policy": chosen.meta.to_dict(), "entities": contract.describe_entities(chosen)}
+
+    schema_answer = {200: {"description": "a JSON Schema (draft 2020-12)",
+                           "content": {"application/schema+json": {"schema": {"type": "object"}}}}}
+
+    @app.get("/v1/cities/{city}/schema", responses={**ERRORS, **schema_answer}, response_class=JSONResponse,
+             summary="a JSON Schema of a situation for this city, to validate a request before sending it")
+    def schema(city: str, version: str | None = None) -> Any:
+        chosen = chosen_policy(city, version)
+        if isinstance(chosen, JSONResponse):
+            return chosen
+        return JSONResponse(contract.situation_schema(chosen), media_type="application/schema+json")
 
     @app.post("/v1/cities/{city}/evaluate", summary="evaluate a situation", response_model=Result,
               responses=ERRORS)
@@ -207,6 +248,16 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
                             trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
         data = situation_data(situation)
         return await evaluated(store.registry.pick(city, parse_period(data.get("period"))), data, trace)
+
+    @app.post("/v1/cities/{city}/evaluate-many", response_model=ManyResults, responses=ERRORS,
+              summary="evaluate many situations in one call: one answer per situation, in order")
+    async def evaluate_many(city: str, body: Situations,
+                            trace: Annotated[bool, Query(description="explain every value")] = False) -> Any:
+        if city not in store.registry.cities:
+            raise UnknownCity(city)
+        items = [situation_data(s) for s in body.situations]
+        return await evaluated_many(lambda data: store.registry.pick(city, parse_period(data.get("period"))),
+                                    items, trace)
 
     @app.post("/v1/validate", summary="check a policy's YAML text (nothing is loaded)",
               response_model=ValidateResponse)
@@ -284,6 +335,23 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     def audit_log(last: int = 100) -> Any:
         return {"entries": audit_entries(store.folder, max(1, min(last, 10_000))), "events": store.events[-100:],
                 "skipped": store.skipped}
+
+    vendor = "/static/vendor"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_page() -> HTMLResponse:
+        """Swagger UI from the app's own copy (no CDN: it works offline)."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="medpay — API",
+                                   swagger_js_url=f"{vendor}/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{vendor}/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url=f"{vendor}/swagger-ui/favicon-32x32.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc_page() -> HTMLResponse:
+        """ReDoc from the app's own copy, without web fonts (it works offline)."""
+        return get_redoc_html(openapi_url=app.openapi_url, title="medpay — API",
+                              redoc_js_url=f"{vendor}/redoc/redoc.standalone.js",
+                              redoc_favicon_url=f"{vendor}/swagger-ui/favicon-32x32.png", with_google_fonts=False)
 
     # the web page for policy staff at /, with its demo endpoints (engine/api/web.py)
     from engine.api import web

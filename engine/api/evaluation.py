@@ -7,14 +7,16 @@ most MEDPAY_MAX_HEAVY_REQUESTS at a time, so that the event loop keeps answering
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from engine.api.limits import HeavySlots
 from engine.api.models import Situation
-from engine.errors import LimitExceeded
+from engine.errors import LimitExceeded, PolicyCheckFailed, SituationError
 from engine.explain.trace import build_trace
 from engine.policy.spec import Policy
 from engine.run.evaluate import evaluate
@@ -83,3 +85,57 @@ async def evaluated(policy: Policy, data: dict, trace: bool) -> JSONResponse:
         return answer(policy, data, trace)
     with HEAVY:
         return await run_in_threadpool(answer, policy, data, trace)
+
+
+def one_of_many(pick: Callable[[dict], Policy], data: dict, index: int, trace: bool) -> dict:
+    """One situation of an evaluate-many call, as the single endpoint would have answered it."""
+    prefix = f"situations[{index}]"
+    try:
+        policy = pick(data)
+        result = evaluate(policy, data, tracer=build_trace if trace else None)
+    except SituationError as err:
+        return {"status": 422, "error": "invalid_situation",
+                "detail": [{**f.to_dict(), "path": f"{prefix}.{f.path}" if f.path else prefix} for f in err.faults]}
+    except PolicyCheckFailed as err:
+        return {"status": 422, "error": "policy_check_failed",
+                "detail": [{**f, "path": f"{prefix}.{f['path']}" if f.get("path") else prefix} for f in err.failures]}
+    if trace:
+        trace_warning(result)
+    return {"status": 200, "result": result}
+
+
+def answer_many(pick: Callable[[dict], Policy], items: list[dict], trace: bool) -> JSONResponse:
+    """The answers in order; the whole call shares one time budget (MEDPAY_MAX_EVAL_SECONDS)."""
+    deadline = time.perf_counter() + LIMITS.eval_seconds
+    results = []
+    for i, data in enumerate(items):
+        if time.perf_counter() > deadline:
+            raise LimitExceeded("MEDPAY_MAX_EVAL_SECONDS",
+                                f"the situations took longer than {LIMITS.eval_seconds:g} s together "
+                                f"(MEDPAY_MAX_EVAL_SECONDS; {i} of {len(items)} done); send fewer per call",
+                                f"这些情形的计算合计超过 {LIMITS.eval_seconds:g} 秒（已完成 {i}/{len(items)}）；请减少每次的情形数",
+                                status=503)
+        results.append(one_of_many(pick, data, i, trace))
+    return JSONResponse({"results": results})
+
+
+async def evaluated_many(pick: Callable[[dict], Policy], items: list[dict], trace: bool) -> JSONResponse:
+    """Each situation evaluated on its own (a faulty one does not stop the others); the answers
+    together are held to MEDPAY_MAX_RESPONSE_VALUES before any work."""
+    values = 0
+    for data in items:
+        try:
+            values += answer_values(pick(data), data)
+        except SituationError:
+            continue  # answered as that item's fault
+    if values > LIMITS.response_values:
+        raise LimitExceeded(
+            "MEDPAY_MAX_RESPONSE_VALUES",
+            f"the answers would hold about {values} values, more than {LIMITS.response_values} "
+            "(MEDPAY_MAX_RESPONSE_VALUES); ask only the values needed with `outputs`, or send fewer situations",
+            f"结果约含 {values} 个数值，超过 {LIMITS.response_values}；请用 outputs 只取所需数值或减少情形数")
+    rows = sum(len(v) for data in items for v in data.get("entities", {}).values())
+    if rows <= INLINE_ROWS and len(items) <= 20:
+        return answer_many(pick, items, trace)
+    with HEAVY:
+        return await run_in_threadpool(answer_many, pick, items, trace)

@@ -57,6 +57,29 @@ class Situation(BaseModel):
         return data
 
 
+class Situations(BaseModel):
+    """Many situations of one city, evaluated one by one in one call (each may have its own period)."""
+
+    model_config = ConfigDict(extra="forbid")
+    situations: list[Situation] = Field(min_length=1, max_length=LIMITS.situations,
+                                        description="up to MEDPAY_MAX_SITUATIONS situations")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _few_enough_rows(cls, data: Any) -> Any:
+        """All the situations' rows together count against MEDPAY_MAX_ROWS, before anything is copied."""
+        items = data.get("situations") if isinstance(data, dict) else None
+        if isinstance(items, list):
+            rows = sum(len(v) for item in items if isinstance(item, dict)
+                       and isinstance(item.get("entities"), dict) for v in item["entities"].values()
+                       if isinstance(v, list))
+            if rows > LIMITS.rows:
+                raise LimitExceeded("MEDPAY_MAX_ROWS", f"{rows} rows in one request, more than {LIMITS.rows} "
+                                    "(MEDPAY_MAX_ROWS); use batch settlement (medpay settle)",
+                                    f"单次请求 {rows} 行，超过 {LIMITS.rows} 行；请使用批量结算")
+        return data
+
+
 class PolicyInfo(BaseModel):
     id: str
     version: str
@@ -109,6 +132,21 @@ class Fault(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     detail: list[Fault]
+
+
+class ItemResult(BaseModel):
+    """One situation's answer in an evaluate-many call: `status` as the single evaluate endpoint
+    would have answered it; a result (200), or an error and its faults (422) whose paths start with
+    `situations[i].`."""
+
+    status: int
+    result: Result | None = None
+    error: str | None = None
+    detail: list[Fault] | None = None
+
+
+class ManyResults(BaseModel):
+    results: list[ItemResult]
 
 
 class ValidateRequest(BaseModel):
