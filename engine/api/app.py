@@ -22,6 +22,7 @@ from engine.api.evaluation import HEAVY, evaluated, situation_data
 from engine.api.explanation import router as explain_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
+from engine.api.statements import router as statements_router
 from engine.compile.build import load_policy_text
 from engine.errors import Diagnostic, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
@@ -289,5 +290,6 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     from engine.api import web
     app.include_router(web.router)
     app.include_router(explain_router)
+    app.include_router(statements_router)
 
     return app
