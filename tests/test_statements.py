@@ -5,6 +5,7 @@ same data; the lines a statement says add up do add up (fractions.Fraction on th
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -243,7 +244,6 @@ def client():
 
 
 def demo(name: str) -> dict:
-    import json
     return json.loads((ROOT / "docs" / "demo" / f"{name}.json").read_text(encoding="utf-8"))
 
 
@@ -289,3 +289,44 @@ def test_api_statement_of_a_bad_situation_is_a_4xx_with_its_path(client):
         "claim": [{"id": "c1", "total_cost": "lots"}]}})
     assert answer.status_code == 422
     assert any("entities.claim[0].total_cost" in d["path"] for d in answer.json()["detail"])
+
+
+def with_ids(situation: dict, renamed: dict[str, str]) -> dict:
+    """The situation with institutions renamed (in their rows, links and account ids "A|all")."""
+    text = json.dumps(situation, ensure_ascii=False)
+    for old, new in renamed.items():
+        quoted = json.dumps(new, ensure_ascii=False)
+        text = text.replace(f'"{old}"', quoted).replace(f'"{old}|', quoted[:-1] + "|")
+    return json.loads(text)
+
+
+def test_ids_that_look_like_formulas_stay_text_and_odd_ids_get_their_own_files(client):
+    """A row id from the data is never a spreadsheet formula; ids that clean to the same file name
+    (a/b, a_b) still get a file each; a Chinese id is a valid download name."""
+    situation = demo("hangzhou-drg-settlement")
+    renamed = {"A": "=HYPERLINK(\"http://x\")", "B": "a/b"}
+    changed = with_ids(situation, renamed)
+    assert any(r["id"] == renamed["A"] for r in changed["entities"]["institution"])
+    one = client.post("/v1/cities/hangzhou/statement", params={"entity": "institution", "id": renamed["A"],
+                                                                "format": "xlsx"}, json=changed)
+    assert one.status_code == 200, one.text
+    sheet = load_workbook(io.BytesIO(one.content)).active
+    cells = [c for row in sheet.iter_rows() for c in row if isinstance(c.value, str) and c.value.startswith("=")]
+    assert cells and all(c.data_type == "s" for c in cells)
+    assert f"：{renamed['A']}" in sheet["A3"].value
+    page = client.post("/v1/cities/hangzhou/statement", params={"entity": "institution", "id": renamed["A"],
+                                                                 "format": "html"}, json=changed)
+    assert "=HYPERLINK(&quot;http://x&quot;)" in page.text and "<a " not in page.text
+    from engine.report.files import file_stem
+    assert file_stem("institution", "a/b") != file_stem("institution", "a_b")
+    assert file_stem("institution", "医院甲") == "institution-医院甲"
+    assert file_stem("institution", "..") != "institution-.."
+
+
+def test_a_chinese_id_downloads_with_an_encoded_file_name(client):
+    situation = demo("hangzhou-drg-settlement")
+    changed = with_ids(situation, {"A": "医院甲"})
+    answer = client.post("/v1/cities/hangzhou/statement", params={"entity": "institution", "id": "医院甲",
+                                                                   "format": "xlsx"}, json=changed)
+    assert answer.status_code == 200, answer.text
+    assert "filename*=UTF-8''institution-%E5%8C%BB%E9%99%A2%E7%94%B2.xlsx" in answer.headers["content-disposition"]

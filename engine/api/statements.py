@@ -7,6 +7,7 @@ The situation is evaluated as by /evaluate (same limits); the statements are mad
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -68,7 +69,7 @@ def _answer(policy: Policy, files: dict[str, bytes] | None, entity: str | None, 
         return Response(zipped(files), media_type=MEDIA["zip"], headers=headers)
     stem = file_stem(entity, row_id)
     if fmt == "xlsx":
-        headers["Content-Disposition"] = f'attachment; filename="{stem}.xlsx"'
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stem)}.xlsx"
     return Response(files[f"{entity}/{stem}.{fmt}"], media_type=MEDIA[fmt], headers=headers)
 
 

@@ -6,6 +6,7 @@ Layout: `<entity>/<entity>-<id>.xlsx` and `.html` for every row of every entity 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zipfile
 from io import BytesIO
@@ -21,8 +22,12 @@ SUMMARY = "fund-summary.xlsx"
 
 
 def file_stem(entity: str, row_id: str) -> str:
-    """A file name for a row: characters outside letters, digits, CJK, . _ - become _."""
-    return f"{entity}-{UNSAFE.sub('_', row_id)}"[:120]
+    """A file name for a row: characters outside letters, digits, CJK, . _ - become _ (and a short
+    hash of the id is added then, so that two ids never share a file)."""
+    safe = UNSAFE.sub("_", row_id)[:80]
+    if safe != row_id or safe.startswith("."):
+        safe = f"{safe}-{hashlib.sha256(row_id.encode('utf-8')).hexdigest()[:8]}"
+    return f"{entity}-{safe}"
 
 
 def statement_files(results: Results, entity: str | None = None, row_id: str | None = None) -> dict[str, bytes]:

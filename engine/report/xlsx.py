@@ -20,6 +20,7 @@ WIDTHS = (44, 52, 20, 12, 18, 40, 34)
 FORMATS = {"yuan": "#,##0.00", "ratio": "0.00%", "count": "#,##0", "points": "#,##0.####",
            "yuan_per_point": "0.000000"}
 BOLD = Font(bold=True)
+FORMULA_START = ("=", "+", "-", "@")
 SECTION_FILL = PatternFill("solid", fgColor="E8EEF4")
 THIN = Border(bottom=Side(style="thin", color="BBBBBB"))
 UNITS_ZH = {"yuan": "元", "ratio": "比例", "count": "个/人次", "points": "点", "days": "天",
@@ -31,6 +32,16 @@ def cell_value(line: Line):
     if isinstance(line.value, bool):
         return "是 yes" if line.value else "否 no"
     return line.value
+
+
+def as_text(sheet: Worksheet) -> None:
+    """Text that looks like a formula (=, +, -, @ first) stays text: a row id or an input from the data
+    is never run by the spreadsheet (formula injection)."""
+    for row in sheet.iter_rows():
+        for cell in row:
+            if isinstance(cell.value, str) and cell.value[:1] in FORMULA_START:
+                cell.data_type = "s"
+                cell.quotePrefix = True
 
 
 def write_statement(sheet: Worksheet, statement: Statement) -> None:
@@ -61,6 +72,7 @@ def write_statement(sheet: Worksheet, statement: Statement) -> None:
     sheet.page_setup.orientation = "landscape"
     sheet.page_setup.fitToWidth = 1
     sheet.print_title_rows = "6:6"
+    as_text(sheet)
 
 
 def _line_row(sheet: Worksheet, line: Line) -> None:
@@ -127,6 +139,7 @@ def _totals_sheet(sheet: Worksheet, results: Results, entity: str) -> None:
     for c in range(2, len(lines) + 2):
         sheet.column_dimensions[sheet.cell(1, c).column_letter].width = 20
     sheet.freeze_panes = "B5"
+    as_text(sheet)
 
 
 def _sheet_title(entity: str, row_id: str) -> str:
