@@ -206,6 +206,28 @@ def cmd_settle(args) -> int:
     return 0
 
 
+def cmd_statement(args) -> int:
+    """Clearing statements: settle the data (or read the results of an earlier `medpay settle`),
+    then one .xlsx and one printable .html per row of each entity the policy's `statement:` lists,
+    and fund-summary.xlsx."""
+    from engine.batch.settle import folder_period, settle
+    from engine.report.files import write_statements
+    from engine.report.results import from_folders
+    data, out = Path(args.data), Path(args.out)
+    period = folder_period(data, args.period)
+    policy = resolve_policy(args.city, {"period": period.text}, args.policy_version)
+    if not policy.statements:
+        print(f"{policy.id} declares no statement (a `statement:` section) / {policy.id} 未定义清算单（statement）",
+              file=sys.stderr)
+        return EXIT_POLICY
+    results = Path(args.results) if args.results else out / "results"
+    if not args.results:
+        settle(policy, data, results, period)
+    written = write_statements(from_folders(policy, results, data, period.text), out)
+    print(f"wrote {len(written)} files for {policy.id} {period.text} to {out} (results in {results})")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
     uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port,
@@ -325,6 +347,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--master", default=None,
                    help="Spark master URL with --engine spark (default: spark-submit's, else local[*])")
     p.set_defaults(fn=cmd_settle)
+    p = sub.add_parser("statement", help="clearing statements (.xlsx and printable .html) / 生成清算单")
+    p.add_argument("city")
+    p.add_argument("--data", required=True, help="folder with claim.parquet, institution.csv, … (as for settle)")
+    p.add_argument("--out", required=True, help="folder for the statements (and the results, under results/)")
+    p.add_argument("--results", help="the folder an earlier `medpay settle` wrote for this data (not settled again)")
+    p.add_argument("--period", help="e.g. 2024 (default: meta.json in the data folder)")
+    p.add_argument("--policy-version", help=VERSION_HELP)
+    p.set_defaults(fn=cmd_statement)
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

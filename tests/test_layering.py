@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine.policy.registry", "engine.policy.store", "engine.policy.publish"),  # catalogue of built policies
     ("engine.explain",),
     ("engine.batch", "engine.spark"),
+    ("engine.report",),  # clearing statements made from a run's results
     ("engine.api", "engine.cli", "engine.cli_view", "engine.testing", "engine.spark.submit"),
 ]
 

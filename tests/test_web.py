@@ -421,3 +421,32 @@ def test_english_toggle(page):
     unlabeled = page.evaluate("""() => [...document.querySelectorAll('main input, main select, main textarea')]
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id)""")
     assert unlabeled == []
+
+
+def test_clearing_statement_opens_as_a_printable_page(page):
+    """The results' statement button opens the community's clearing statement: the run's amounts,
+    Chinese first with English beside, the band lines of the fund's share, a print stylesheet."""
+    goto(page, "#/try", "try")
+    page.select_option("#try-demo", OVERSPEND)
+    page.click("#try-run")
+    expect(page.locator("button.val[data-key='community.C1.annual_fund_payment']")).to_have_text("111,300,000.00")
+    box = page.locator("[data-statements]")
+    expect(box.locator("select[data-entity='community']")).to_have_value("C1")
+    with page.context.expect_page() as opened:
+        box.locator("button[data-statement='html']").first.click()
+    statement = opened.value
+    statement.wait_for_selector("td[data-variable='annual_fund_payment']")
+    want = _expected(OVERSPEND)["community"]["C1"]
+    for name in ("annual_fund_payment", "package_total", "fund_overspend_share", "overspend"):
+        text = statement.locator(f"td[data-variable='{name}']").inner_text()
+        assert text == f"{want[name]:,.2f} 元", name
+    expect(statement.locator("h1")).to_contain_text("医共体医保基金“打包”年度清算单")
+    bands = statement.locator("td[data-variable^='overspend_fund_share_bands[']")
+    expect(bands).to_have_count(4)  # three bands and their total, before the cap at the risk fund
+    assert statement.locator("td[data-variable='overspend_fund_share_bands[total]']").inner_text() == "5,512,000.00 元"
+    assert statement.evaluate("[...document.styleSheets].some(s => [...s.cssRules].some("
+                              "r => r.media && r.media.mediaText === 'print'))")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    statement.set_viewport_size({"width": 1000, "height": 900})
+    statement.screenshot(path=str(ARTIFACTS / "statement.png"), full_page=True)
+    statement.close()

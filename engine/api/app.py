@@ -34,6 +34,7 @@ from engine.api.models import (
     ValidateResponse,
     demo_examples,
 )
+from engine.api.statements import router as statements_router
 from engine.compile.build import load_policy_text
 from engine.errors import Diagnostic, LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.period import parse_period
@@ -357,5 +358,6 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     from engine.api import web
     app.include_router(web.router)
     app.include_router(explain_router)
+    app.include_router(statements_router)
 
     return app

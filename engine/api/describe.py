@@ -36,4 +36,4 @@ def policy_detail(policy: Policy) -> dict:
     return {"policy": policy.meta.to_dict(), "parameters": params, "variables": variables, "tables": tables,
             "checks": checks, "readings": [r.describe() for r in policy.readings],
             "stages": [{"entity": e, "variables": names} for e, names in policy.plan.stages()],
-            "assumed": policy.assumed, "digest": policy.digest}
+            "assumed": policy.assumed, "digest": policy.digest, "statements": list(policy.statements)}

@@ -22,6 +22,7 @@ from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyCheck, PolicyMeta, Reading
+from engine.policy.statement import read_statements
 from engine.policy.values import (
     TableReader,
     build_parameter,
@@ -157,10 +158,11 @@ class _Builder:
         formulas = self.variables(model, parameters)
         checks = self.checks(model)
         readings = self.readings(model, parameters)
+        statements = read_statements(self.data, model, parameters, self.source, self.problems)
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
-        policy.readings = readings
+        policy.readings, policy.statements = readings, statements
         policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
             [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
             [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \

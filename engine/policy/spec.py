@@ -167,6 +167,7 @@ class Policy:
     assumed: list[str] = field(default_factory=list)
     checks: list[PolicyCheck] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
+    statements: dict = field(default_factory=dict)  # entity → engine.policy.statement.StatementSpec
 
     @property
     def id(self) -> str:

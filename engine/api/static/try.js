@@ -1,6 +1,7 @@
 // Try it (试算): a demo or a pasted/uploaded situation, evaluated; results as tables per entity.
 import { entityFromFileName, rowsFromCSV } from "./csv.js";
 import { openExplain } from "./explain.js";
+import { statementsBox } from "./statement.js";
 import {
   api, bi, bilingualMessage, cities, cityDetail, clear, demos, el, entityLabel, errorList, fmtValue, pick,
   readFile, state, t, unitName,
@@ -165,6 +166,7 @@ function renderResult() {
       version: result.policy.version, period: result.period }) }),
     el("p", { class: "muted", text: t("click_hint") }),
     warningsBox(result),
+    statementsBox(ctx, result),
     resultTables(result, detail, (entity, id, name, button) => openExplain(ctx, entity, id, name, button)));
 }
 
