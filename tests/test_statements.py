@@ -4,6 +4,7 @@ same data; the lines a statement says add up do add up (fractions.Fraction on th
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import zipfile
@@ -258,18 +259,25 @@ def test_api_statement_html_of_one_institution(client):
 
 def test_api_statement_xlsx_and_zip(client):
     situation = demo("hangzhou-drg-settlement")
-    evaluated = client.post("/v1/cities/hangzhou/evaluate", json=situation).json()
+    names = ("total_points", "points_payment", "withheld", "balance_due", "balance_payable")
+    asked = {**situation, "outputs": [f"institution.{n}" for n in names]}
+    evaluated = client.post("/v1/cities/hangzhou/evaluate", json=asked).json()
     row = next(r for r in evaluated["entities"]["institution"] if r["id"] == "A")
     one = client.post("/v1/cities/hangzhou/statement?entity=institution&id=A&format=xlsx", json=situation)
     assert one.status_code == 200
     lines = {r[6]: r[2] for r in load_workbook(io.BytesIO(one.content)).active.iter_rows(min_row=7, values_only=True)
              if r[6]}
-    for name in ("total_points", "points_payment", "withheld", "balance_due", "balance_payable"):
+    for name in names:
         assert lines[name] == row[name], name
-    every = client.post("/v1/cities/hangzhou/statement", json=situation)
+    # every statement and the fund summary need the budget's build-up: the fund's budget inputs given as 0
+    whole = {**copy.deepcopy(situation), "outputs": None}
+    whole["entities"]["fund"][0].update(last_year_spending=0, proposed_growth=0, inpatient_share=0)
+    every = client.post("/v1/cities/hangzhou/statement", json=whole)
     assert every.status_code == 200 and every.headers["content-type"] == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(every.content)).namelist()
     assert "fund-summary.xlsx" in names and any(n.startswith("institution/") and n.endswith(".html") for n in names)
+    without = client.post("/v1/cities/hangzhou/statement", json=situation)  # the zip needs the budget inputs
+    assert without.status_code == 422 and without.json()["detail"][0]["path"].startswith("entities.fund[0].")
 
 
 @pytest.mark.parametrize(("query", "status", "path"), [

@@ -50,8 +50,31 @@ async def statement(city: str, request: Request, situation: Annotated[Situation,
     return _answer(policy, files, entity, id, format)
 
 
+def statement_outputs(policy: Policy, entity: str | None = None) -> list[str]:
+    """Every computed value a statement of the policy shows or adds up (entity.variable): what a
+    statement asks of a situation, whatever `outputs` the situation itself names."""
+    wanted: set[str] = set()
+    for spec in policy.statements.values():
+        if entity is not None and spec.entity != entity:
+            continue
+        for section in spec.sections:
+            for line in section.lines:
+                if line.variable:
+                    wanted.add(f"{spec.entity}.{line.variable}")
+                if line.children:
+                    wanted.add(".".join(line.children))
+                for _, names in line.adds:
+                    wanted.update(n if "." in n else f"{spec.entity}.{n}" for n in names)
+                if line.bands:
+                    wanted.update(f"{spec.entity}.{n}" for n in (line.bands.amount, line.bands.base) if n)
+    computed = {f"{e.name}.{n}" for e in policy.model.entities.values() for n, v in e.variables.items()
+                if not v.is_input}  # an input is shown as given (or left blank), never demanded
+    return sorted(wanted & computed)
+
+
 def _files(policy: Policy, data: dict, entity: str | None, row_id: str | None) -> dict[str, bytes] | None:
     """The statement files of the evaluated situation; None when the row is not in the result."""
+    data = {**data, "outputs": statement_outputs(policy, entity if row_id is not None else None)}
     results = from_result(policy, evaluate(policy, data), data)
     if entity is not None and row_id is not None and row_id not in results.rows.get(entity, {}):
         return None
