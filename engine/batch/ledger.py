@@ -103,7 +103,7 @@ def presettle_month(policy: Policy, folder: Path, month: Period, ledger: Path) -
     """Compute one month's account_month rows and write them to the ledger (see the module)."""
     check_month(policy, month)
     claims, warnings = _claims_to(policy, folder, month)
-    small = read_entities(policy.model, folder, skip=(BIG, MONTHS))
+    small = read_entities(policy.model, folder, skip=(BIG,))
     path = entity_file(folder, BIG)
     data = {**small, BIG: entity_columns(claims, policy.model.entities[BIG], path.name)} if path else small
     pop, unknown = build_population(policy.model, data, np.datetime64(month.end, "D"))

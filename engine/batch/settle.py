@@ -165,7 +165,11 @@ def _read_quietly(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
     data = read_entities(policy.model, folder, skip=(BIG,))
     path = entity_file(folder, BIG)
     if path is not None:
-        names = pq.read_schema(path).names if path.suffix == ".parquet" else read_table(path).column_names
+        if path.suffix == ".parquet":
+            names = pq.read_schema(path).names
+        else:  # the header line only: the claims are not read twice
+            with path.open(encoding="utf-8") as handle:
+                names = [n.strip().strip('"') for n in handle.readline().split(",")]
         light = EntityColumns(pa.array([], pa.string()))
         light.given = {n: np.ones(1, bool) for n in names if n != "id"}
         data[BIG] = light

@@ -300,17 +300,29 @@ PACKAGES = (("community", "package_total", "actual_spending"),)  # a package bud
 
 
 def calibrate(policy: Policy, folder: Path, period: str, rng: np.random.Generator) -> dict:
-    """Size each fund's points budget to its pool's fund cost (±3%) and each amount paid during
-    the year near what is due (95–100%), by evaluating the policy on the written year; the files
-    are rewritten. Returns what was changed (for meta.json)."""
-    done: dict = {}
+    """Size each fund's points budget to its pool's fund cost (±3%), each package budget to its
+    spending (±3%) and each amount paid during the year near what is due (95–100%), by
+    evaluating the policy on the written year (read once); the files are rewritten. Returns what
+    was changed (for meta.json)."""
     base = _budget_base(policy)
+    packages = [p for p in PACKAGES if (p[0], p[1]) in policy.plan.by_key and (p[0], p[2]) in policy.plan.by_key]
+    paid = {entity: _paid_pairs(policy, entity) for entity in ("account", "institution")}
+    wanted = {(e, due) for e, pairs in paid.items() for _, due in pairs}
+    wanted |= {key for e, b, s in packages for key in ((e, b), (e, s))}
     if base is not None:
-        done.update(_size_budgets(policy, folder, period, base, rng))
-    for entity, budget, spending in PACKAGES:
-        if (entity, budget) in policy.plan.by_key and (entity, spending) in policy.plan.by_key:
-            done.update(_size_package(policy, folder, period, entity, budget, spending, rng))
-    done.update(_size_paid(policy, folder, period, rng))
+        wanted |= {BUDGET, ("claim", "in_points_pool")}
+        if "patient_paid" in policy.model.entities["claim"].variables:
+            wanted.add(("claim", "patient_paid"))
+    if not wanted:
+        return {}
+    pop = _evaluate(policy, folder, period, wanted)
+    done: dict = {}
+    for entity, pairs in paid.items():
+        done.update(_size_paid(folder, entity, pairs, pop, rng))
+    for entity, budget, spending in packages:
+        done.update(_size_package(policy, folder, entity, budget, spending, pop, rng))
+    if base is not None:
+        done.update(_size_budgets(policy, folder, base, pop, rng))
     return done
 
 
@@ -323,18 +335,22 @@ def _budget_base(policy: Policy) -> str | None:
                 None)
 
 
-def _evaluate(policy: Policy, folder: Path, period: str, wanted: set) -> tuple:
-    """The wanted values over the synthetic year (and what they need)."""
+def _evaluate(policy: Policy, folder: Path, period: str, wanted: set):
+    """The population of the synthetic year with the wanted values (and what they need) computed."""
     from engine.batch.settle import load
     from engine.period import parse_period
-    from engine.run.evaluate import run_steps
-    from engine.run.frame import RunContext
     pop = load(policy, folder, parse_period(period))
-    run_steps(policy.plan.needed(wanted), pop, RunContext(policy), None)
+    _run(policy, pop, wanted)
     return pop
 
 
-def _pool_cost(policy: Policy, pop) -> np.ndarray:
+def _run(policy: Policy, pop, wanted: set) -> None:
+    from engine.run.evaluate import run_steps
+    from engine.run.frame import RunContext
+    run_steps(policy.plan.needed(wanted), pop, RunContext(policy), None)
+
+
+def _pool_cost(pop) -> np.ndarray:
     """Per fund, the fund cost of the claims in the points pool: each claim's booked `fund_cost`
     when the policy books it, else its cost less the patient's share and refusals."""
     claims = pop.columns["claim"]
@@ -347,33 +363,34 @@ def _pool_cost(policy: Policy, pop) -> np.ndarray:
     return np.bincount(fund_of[pool], weights=cost[pool], minlength=pop.sizes["fund"])
 
 
-def _size_budgets(policy: Policy, folder: Path, period: str, base: str, rng: np.random.Generator) -> dict:
-    """The budget is affine in the base amount: two evaluations give the line, the base is solved
-    for a budget of the pool's fund cost × U(0.97, 1.03)."""
-    wanted = {BUDGET, ("claim", "in_points_pool")}
-    if "patient_paid" in policy.model.entities["claim"].variables:
-        wanted.add(("claim", "patient_paid"))
+def _size_budgets(policy: Policy, folder: Path, base: str, pop, rng: np.random.Generator) -> dict:
+    """The budget is affine in the base amount: the budget again with the base doubled gives the
+    line, and the base is solved for a budget of the pool's fund cost × U(0.97, 1.03)."""
     path = folder / "fund.parquet"
     table = pq.read_table(path)
-    x = np.asarray(table[base].to_numpy(zero_copy_only=False), dtype=float)
-    pop = _evaluate(policy, folder, period, wanted)
-    first, target = pop.columns["fund"]["points_budget"].copy(), _pool_cost(policy, pop)
-    _write_column(path, table, base, x * 2)
-    second = _evaluate(policy, folder, period, {BUDGET}).columns["fund"]["points_budget"]
+    x = np.asarray(pop.columns["fund"][base], dtype=float).copy()
+    first, target = pop.columns["fund"]["points_budget"].copy(), _pool_cost(pop)
+    given = pop.supplied.setdefault("fund", {})
+    given[base] = (x * 2, np.ones(len(x), dtype=bool))
+    pop.columns["fund"][base] = x * 2
+    _run(policy, pop, {BUDGET})
+    second = pop.columns["fund"]["points_budget"]
     slope = (second - first) / np.where(x != 0, x, 1.0)
     goal = target * rng.uniform(0.97, 1.03, len(x))
     solved = np.where((slope > 0) & (target > 0), x + (goal - first) / np.where(slope > 0, slope, 1.0), x)
-    _write_column(path, table, base, np.round(np.maximum(solved, 0.0), 2))
+    order = pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids["fund"]])).to_numpy()
+    _write_column(path, table, base, np.round(np.maximum(solved, 0.0), 2)[order])
     return {f"fund.{base}": "sized so that the points budget is the pool's fund cost ±3%"}
 
 
-def _size_package(policy: Policy, folder: Path, period: str, entity: str, budget: str, spending: str,
+def _size_package(policy: Policy, folder: Path, entity: str, budget: str, spending: str, pop,
                   rng: np.random.Generator) -> dict:
     """A package budget sized to its spending × U(0.97, 1.03): the entity's money inputs the budget
     reads (and the spending does not) scaled together (the budget grows with them)."""
     path = folder / f"{entity}.parquet"
     if not path.is_file():
         return {}
+
     def inputs_of(key: tuple) -> set[str]:
         reads = {k for s in policy.plan.needed({key}) for k in s.checked.deps} | policy.plan.by_key[key].checked.deps
         variables = policy.model.entities[entity].variables
@@ -383,9 +400,9 @@ def _size_package(policy: Policy, folder: Path, period: str, entity: str, budget
     names = sorted((inputs_of((entity, budget)) - inputs_of((entity, spending))) & set(table.column_names))
     if not names:
         return {}
-    pop = _evaluate(policy, folder, period, {(entity, budget), (entity, spending)})
     have, want = pop.columns[entity][budget], pop.columns[entity][spending] * rng.uniform(0.97, 1.03, pop.sizes[entity])
     factor = np.where((have > 0) & (want > 0), want / np.where(have > 0, have, 1.0), 1.0)
+    factor = factor[pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids[entity]])).to_numpy()]
     for name in names:
         values = np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=float)
         table = _with_column(table, name, np.round(values * factor, 2))
@@ -393,24 +410,27 @@ def _size_package(policy: Policy, folder: Path, period: str, entity: str, budget
     return {f"{entity}.{n}": f"scaled so that {budget} is {spending} ±3%" for n in names}
 
 
-def _size_paid(policy: Policy, folder: Path, period: str, rng: np.random.Generator) -> dict:
+def _paid_pairs(policy: Policy, entity: str) -> list[tuple[str, str]]:
+    """(`<x>_settled` input, `<x>_amount` formula) pairs of an entity."""
+    variables = policy.model.entities[entity].variables
+    return [(n, n[: -len(PAID)] + DUE) for n, v in variables.items() if n.endswith(PAID) and v.is_input
+            and (entity, n[: -len(PAID)] + DUE) in policy.plan.by_key]
+
+
+def _size_paid(folder: Path, entity: str, pairs: list[tuple[str, str]], pop, rng: np.random.Generator) -> dict:
     """`<x>_settled` (paid during the year) set to 95–100% of the computed `<x>_amount`."""
+    path = folder / f"{entity}.parquet"
+    if not pairs or not path.is_file():
+        return {}
+    table = pq.read_table(path)
+    order = pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids[entity]])).to_numpy()
     done = {}
-    for entity in ("account", "institution"):
-        variables = policy.model.entities[entity].variables
-        pairs = [(n, n[: -len(PAID)] + DUE) for n, v in variables.items() if n.endswith(PAID) and v.is_input
-                 and (entity, n[: -len(PAID)] + DUE) in policy.plan.by_key]
-        path = folder / f"{entity}.parquet"
-        if not pairs or not path.is_file():
-            continue
-        table = pq.read_table(path)
-        pop = _evaluate(policy, folder, period, {(entity, due) for _, due in pairs})
-        for paid, due in pairs:
-            if paid in table.column_names:
-                amount = pop.columns[entity][due]
-                table = _with_column(table, paid, np.round(amount * rng.uniform(0.95, 1.0, len(amount)), 2))
-                done[f"{entity}.{paid}"] = f"95–100% of {entity}.{due}"
-        pq.write_table(table, path, compression="zstd")
+    for paid, due in pairs:
+        if paid in table.column_names:
+            amount = pop.columns[entity][due][order]
+            table = _with_column(table, paid, np.round(amount * rng.uniform(0.95, 1.0, len(amount)), 2))
+            done[f"{entity}.{paid}"] = f"95–100% of {entity}.{due}"
+    pq.write_table(table, path, compression="zstd")
     return done
 
 
