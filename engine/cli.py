@@ -189,6 +189,10 @@ def cmd_settle(args) -> int:
     period = folder_period(data, args.period)
     policy = resolve_policy(args.city, {"period": period.text}, getattr(args, "policy_version", None))
     ledger = None if args.no_ledger else (Path(args.ledger) if args.ledger else default_ledger(data))
+    if args.engine == "spark" and ledger is not None:
+        print(f"the Spark engine does not clear from a ledger yet ({ledger}): use --engine local, or --no-ledger "
+              f"/ Spark 引擎暂不支持按台账清算：请用 --engine local 或 --no-ledger", file=sys.stderr)
+        return EXIT_INPUT
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)

@@ -169,6 +169,21 @@ def test_a_ledger_of_another_city_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_ledger_row_whose_id_is_not_its_month_is_refused(tmp_path):
+    policy, data, period = year(tmp_path, "zibo")
+    ledger = tmp_path / "ledger.parquet"
+    presettle_month(policy, data, parse_period(f"{period.text}-03"), ledger)
+    table = read_ledger(ledger)
+    ids = table["id"].to_pylist()
+    ids[1] = ids[1].replace("-03", "-04")  # would pay April with March's money
+    pq.write_table(table.set_column(table.column_names.index("id"), "id", pa.array(ids)), ledger)
+    with pytest.raises(SituationError) as err:
+        settle(policy, data, tmp_path / "out", period, ledger=ledger)
+    fault = err.value.faults[0]
+    assert fault.path == "ledger.parquet:id" and "rows 1 " in fault.en and fault.zh
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_output_records_its_provenance(tmp_path, capsys):
     policy, data, period = year(tmp_path, "zibo")
     out = tmp_path / "out"

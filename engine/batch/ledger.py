@@ -210,6 +210,7 @@ def ledger_supply(policy: Policy, ledger: Path, period: Period, folder: Path) ->
     if entity_file(folder, MONTHS) is not None:
         raise _fault(str(ledger), f"give the months either in {MONTHS} files or in the ledger, not both",
                      f"月度数据须只来自 {MONTHS} 文件或台账之一")
+    _check_keys(table, ledger)
     first, last = period.start.strftime("%Y-%m"), period.end.strftime("%Y-%m")
     inside = pc.and_(pc.greater_equal(table["month"], first), pc.less_equal(table["month"], last))
     outside = int(pc.sum(pc.invert(inside)).as_py() or 0)
@@ -226,6 +227,18 @@ def ledger_supply(policy: Policy, ledger: Path, period: Period, folder: Path) ->
             "versions": sorted({f"{v}@{d[:12]}" for v, d in zip(table["policy_version"].to_pylist(),
                                                                table["policy_digest"].to_pylist(), strict=True)})}
     return supplied, info, warnings
+
+
+def _check_keys(table: pa.Table, ledger: Path) -> None:
+    """Each row's id is its institution|fund|month (a hand-edited row must not pay another month)."""
+    made = pc.binary_join_element_wise(pc.cast(table["institution"], pa.string()), pc.cast(table["fund"], pa.string()),
+                                       pc.cast(table["month"], pa.string()), "|")
+    bad = pc.invert(pc.fill_null(pc.equal(made, pc.cast(table["id"], pa.string())), False))
+    if pc.any(bad).as_py():
+        rows = [int(i) for i in pc.indices_nonzero(bad).to_pylist()[:5]]
+        raise _fault(f"{ledger.name}:id", f"rows {', '.join(map(str, rows))} (from 0): the id is not "
+                                          "institution|fund|month of the row",
+                     f"第 {', '.join(map(str, rows))} 行（从 0 起）：id 与该行的 institution|fund|month 不符")
 
 
 def version_warnings(policy: Policy, table: pa.Table) -> list[dict]:
