@@ -182,13 +182,22 @@ def read_inputs(folder: Path, text: str = "numpy") -> Inputs:
                 inp.links[(entity, link)] = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int64)
             else:
                 inp.links[(entity, link)] = _index_in(table[link], tables[PARENT[link]]["id"])
-    # accounts: the distinct (institution, fund) pairs of the claims, in order of first appearance
+    # accounts: the distinct (institution, fund) pairs of the claims, the rows account.parquet
+    # supplies first in its order, then the others in order of first appearance (as the engine
+    # orders derived rows: it decides which row gets a fen on equal remainders)
     inst, fund = inp.links[("claim", "institution")], inp.links[("claim", "fund")]
     n_fund = inp.size("fund")
     ok = (inst >= 0) & (fund >= 0)
     key = inst * n_fund + fund
     uniq, first, inverse = np.unique(key[ok], return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
+    supplied = folder / "account.parquet"
+    position = np.full(len(uniq), len(uniq) + len(first), dtype=np.int64)
+    if supplied.is_file():
+        at = {v: k for k, v in enumerate(pq.read_table(supplied, columns=["id"])["id"].to_pylist())}
+        names = [f"{i}|{f}" for i, f in zip(inp.ids["institution"][uniq // n_fund].tolist(),
+                                            inp.ids["fund"][uniq % n_fund].tolist(), strict=True)]
+        position = np.array([at.get(n, len(at) + len(uniq)) for n in names], dtype=np.int64)
+    order = np.lexsort((first, position))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     account = np.full(len(inst), -1, dtype=np.int64)

@@ -180,9 +180,21 @@ def cmd_synth(args) -> int:
 
 def cmd_settle(args) -> int:
     from engine.batch.settle import folder_period, settle
+    from engine.batch.year import default_ledger
     data = data_folder(args.data)
+    if args.month:
+        return _settle_month(args, data)
+    if not args.out:
+        print("give --out DIR for the results (or --month YYYY-MM to pre-settle one month) / "
+              "请用 --out 指定结果目录（或用 --month 预结算一个月）", file=sys.stderr)
+        return EXIT_INPUT
     period = folder_period(data, args.period)
     policy = resolve_policy(args.city, {"period": period.text}, getattr(args, "policy_version", None))
+    ledger = None if args.no_ledger else (Path(args.ledger) if args.ledger else default_ledger(data))
+    if args.engine == "spark" and ledger is not None:
+        print(f"the Spark engine does not clear from a ledger yet ({ledger}): use --engine local, or --no-ledger "
+              f"/ Spark 引擎暂不支持按台账清算：请用 --engine local 或 --no-ledger", file=sys.stderr)
+        return EXIT_INPUT
     if args.engine == "spark":
         from engine.spark.runner import settle_spark
         summary = settle_spark(policy, data, Path(args.out), period, master=args.master)
@@ -191,18 +203,20 @@ def cmd_settle(args) -> int:
         with Progress(transient=True) as progress:
             task = progress.add_task("settling", total=len(policy.plan.steps))
             summary = settle(policy, data, Path(args.out), period,
-                             lambda name: progress.update(task, advance=1, description=name))
+                             lambda name: progress.update(task, advance=1, description=name), ledger=ledger)
     else:
-        summary = settle(policy, data, Path(args.out), period)
+        summary = settle(policy, data, Path(args.out), period, ledger=ledger)
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
         return 0
     rows = ", ".join(f"{k} {v:,}" for k, v in summary.rows.items())
     secs = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items())
-    print(f"settled {policy.id} {period.text}: {rows}\n  {secs}; peak memory {summary.peak_rss_mb:,.0f} MB"
-          f"\n  results in {args.out}")
-    for w in summary.warnings:
-        print(f"  warning {w['code']} {w['path']}: {w['message']} ({w['rows']} rows)")
+    print(f"settled {policy.id} {policy.meta.version} {period.text}: {rows}\n  {secs}; "
+          f"peak memory {summary.peak_rss_mb:,.0f} MB\n  results in {args.out}")
+    if ledger is not None and args.engine != "spark":
+        months = summary.provenance.get("ledger") or {}
+        print(f"  cleared from the ledger {ledger}: {len(months.get('months', []))} month(s) / 按台账清算")
+    _print_warnings(summary.warnings, getattr(summary, "checks", []))
     return 0
 
 
@@ -226,6 +240,37 @@ def cmd_statement(args) -> int:
     written = write_statements(from_folders(policy, results, data, period.text), out)
     print(f"wrote {len(written)} files for {policy.id} {period.text} to {out} (results in {results})")
     return 0
+
+
+def _settle_month(args, data: Path) -> int:
+    """--month: pre-settle one month into the ledger (replacing that month's rows)."""
+    from engine.batch.ledger import presettle_month
+    from engine.period import parse_period
+    month = parse_period(args.month, "month")
+    policy = resolve_policy(args.city, {"period": month.text}, getattr(args, "policy_version", None))
+    ledger = Path(args.ledger) if args.ledger else data / "ledger.parquet"
+    summary = presettle_month(policy, data, month, ledger)
+    if args.json:
+        print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    amounts = ", ".join(f"{k} {v:,.2f}" for k, v in summary.amounts.items()) or "no monthly amounts in this policy"
+    again = f", replacing {summary.replaced:,} earlier row(s)" if summary.replaced else ""
+    print(f"pre-settled {policy.id} {policy.meta.version} {month.text}: {summary.rows:,} account-month row(s){again}"
+          f"\n  {amounts}\n  ledger {ledger}: months {', '.join(summary.months)}")
+    _print_warnings(summary.warnings, [])
+    return 0
+
+
+def _print_warnings(warnings: list[dict], checks: list[dict]) -> None:
+    """Every warning of a batch run, then the checks made (passed and failed)."""
+    for w in warnings:
+        rows = f" ({w['rows']} rows)" if "rows" in w else ""
+        print(f"  warning {w['code']} {w['path']}: {w['message']}{rows}")
+    if checks:
+        failed = [c for c in checks if not c["passed"]]
+        print(f"  checks / 校验: {len(checks) - len(failed)} passed, {len(failed)} failed"
+              + "".join(f"\n    ✗ {c['entity']}.{c['check']} ({c['severity']}): {c['failing_rows']} row(s)"
+                        for c in failed))
 
 
 def cmd_serve(args) -> int:
@@ -339,8 +384,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("settle", help="settle a city-year from files / 批量结算")
     p.add_argument("city")
     p.add_argument("--data", required=True, help="folder with claim.parquet, institution.csv, …")
-    p.add_argument("--out", required=True, help="folder for the results (Parquet per entity)")
+    p.add_argument("--out", help="folder for the results (Parquet per entity, manifest.json)")
     p.add_argument("--period", help="e.g. 2024 (default: meta.json in the data folder)")
+    p.add_argument("--month", help="pre-settle one month (YYYY-MM) into the ledger instead of settling the year")
+    p.add_argument("--ledger", help="the monthly ledger (default: ledger.parquet in the data folder; the year-end "
+                                    "run clears from it when it exists)")
+    p.add_argument("--no-ledger", action="store_true", help="settle the year from the claims alone, ignoring a ledger")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local (default) or spark: claim stages on Apache Spark (pip install '.[spark]')")

@@ -200,11 +200,17 @@ def _move_into_place(stage: Path, out: Path) -> None:
     stage.rmdir()
 
 
-def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str]) -> None:
-    """Write id + computed columns as Parquet; money rounded half-up to the fen."""
+def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str],
+                 metadata: dict[bytes, bytes] | None = None) -> int:
+    """Write id + computed columns as Parquet; money rounded half-up to the fen; `metadata` in
+    the schema (provenance). Returns the rows written."""
     arrays = {"id": ids if isinstance(ids, pa.ChunkedArray) else pa.array(list(ids), pa.string())}
     for name, col in columns.items():
         if col.dtype.kind == "f" and name in money:
             col = round_half_up(col)
         arrays[name] = pa.array(col)
-    pq.write_table(pa.table(arrays), path, compression="zstd")
+    table = pa.table(arrays)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    pq.write_table(table, path, compression="zstd")
+    return table.num_rows

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.batch import partition
+from engine.batch import partition, provenance
 from engine.batch.io import (
     check_table,
     entity_columns,
@@ -34,7 +34,7 @@ from engine.run import keyed
 from engine.run import policy_checks as checks
 from engine.run.checks import joined_links
 from engine.run.columns import EntityColumns, UnknownLink, build_population
-from engine.run.evaluate import run_step
+from engine.run.evaluate import run_step, warnings_of
 from engine.run.frame import RunContext
 from engine.run.keyed import RowFault
 from engine.run.population import Population
@@ -51,11 +51,15 @@ class Summary:
     seconds: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     warnings: list[dict] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)  # every check made, passed or failed
+    provenance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"policy": self.policy, "period": self.period, "rows": self.rows,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "peak_rss_mb": round(self.peak_rss_mb, 1), "warnings": self.warnings}
+                "peak_rss_mb": round(self.peak_rss_mb, 1), "warnings": self.warnings,
+                "checks": self.checks, "provenance": {k: v for k, v in self.provenance.items()
+                                                      if k not in ("warnings", "checks")}}
 
 
 def peak_rss_mb() -> float:
@@ -73,10 +77,12 @@ def folder_period(folder: Path, given: str | None) -> Period:
                                      "请用 --period 指定期间，或在数据目录放 meta.json")])
 
 
-def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | None = None) -> Population:
+def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | None = None,
+         supplied: dict[str, EntityColumns] | None = None) -> Population:
     """Read every entity file present and assemble the population: claims outside the period are
-    left out (a warning in `left_out`), required inputs must be there."""
-    small = read_entities(policy.model, folder, skip=(BIG,))
+    left out (a warning in `left_out`), required inputs must be there. `supplied`: rows of more
+    entities (the ledger's months), beside the files."""
+    small = {**read_entities(policy.model, folder, skip=(BIG,)), **(supplied or {})}
     path = entity_file(folder, BIG)
     if not small and path is None:
         raise SituationError([InputFault(str(folder), "no entity files (claim.parquet, institution.csv, …) found",
@@ -110,37 +116,94 @@ def evaluate_all(policy: Policy, pop: Population, ctx: RunContext,
     return [s for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0]
 
 
-def write(policy: Policy, pop: Population, steps: list, out: Path) -> None:
+def write(policy: Policy, pop: Population, steps: list, out: Path,
+          metadata: dict[bytes, bytes] | None = None) -> dict[str, int]:
+    """One Parquet file per entity with the computed columns; the rows written per file."""
     out.mkdir(parents=True, exist_ok=True)
     by_entity: dict[str, list[str]] = {}
     for step in steps:
         by_entity.setdefault(step.variable.entity, []).append(step.variable.name)
+    written = {}
     for entity, names in by_entity.items():
         variables = policy.model.entities[entity].variables
         money = {n for n in names if variables[n].is_money}
-        write_entity(out / f"{entity}.parquet", pop.ids[entity],
-                     {n: pop.columns[entity][n] for n in names}, money)
+        written[f"{entity}.parquet"] = write_entity(out / f"{entity}.parquet", pop.ids[entity],
+                                                    {n: pop.columns[entity][n] for n in names}, money, metadata)
+    return written
+
+
+@dataclass
+class RunInputs:
+    """What a run reads besides the policy: the data folder, the ledger's rows and what it noticed."""
+
+    folder: Path
+    supplied: dict[str, EntityColumns] = field(default_factory=dict)
+    ledger: dict | None = None
+    warnings: list[dict] = field(default_factory=list)
+
+
+def finish(policy: Policy, inputs: RunInputs, period: Period, ctx: RunContext, steps: list,
+           evaluated: list, failures: list[dict], left_out: list[dict], summary: Summary) -> dict:
+    """Warnings (rows left out, the ledger, assumed values, evaluation, failing warning checks),
+    check results and the provenance record of a run whose error checks passed."""
+    ctx.computed |= {s.key for s in steps}
+    checked = [checks.as_warning(f) for f in failures]
+    summary.warnings = left_out + inputs.warnings + warnings_of(policy, ctx, steps, period) + checked
+    summary.checks = provenance.check_results(evaluated, failures)
+    files = provenance.input_files(inputs.folder, list(policy.model.entities))
+    given = {name: [n for n, mask in cols.given.items() if np.asarray(mask).any()]
+             for name, cols in {**_read_quietly(policy, inputs.folder), **inputs.supplied}.items()}
+    summary.provenance = provenance.record(
+        policy, period.text, provenance.now(), inputs={"data": str(inputs.folder), "files": files},
+        overrides=provenance.overridden(policy, given), warnings=summary.warnings, checks=summary.checks,
+        ledger=inputs.ledger)
+    return provenance.schema_metadata(summary.provenance)
+
+
+def _read_quietly(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
+    """The entity files' given columns (claims by their column names only), for the provenance."""
+    data = read_entities(policy.model, folder, skip=(BIG,))
+    path = entity_file(folder, BIG)
+    if path is not None:
+        if path.suffix == ".parquet":
+            names = pq.read_schema(path).names
+        else:  # the header line only: the claims are not read twice
+            with path.open(encoding="utf-8") as handle:
+                names = [n.strip().strip('"') for n in handle.readline().split(",")]
+        light = EntityColumns(pa.array([], pa.string()))
+        light.given = {n: np.ones(1, bool) for n in names if n != "id"}
+        data[BIG] = light
+    return data
 
 
 def settle(policy: Policy, folder: Path, out: Path, period: Period,
-           on_step: Callable[[str], None] | None = None, chunk_rows: int | None = None) -> Summary:
+           on_step: Callable[[str], None] | None = None, chunk_rows: int | None = None,
+           ledger: Path | None = None) -> Summary:
     """Read, evaluate every stage, write — claims in chunks of at most `chunk_rows` (referral
     chains kept whole), so memory stays bounded; timings of each phase and the peak memory.
-    Every input value is checked first; the results reach `out` only when the whole run succeeds."""
+    Every input value is checked first; the results reach `out` only when the whole run succeeds.
+    With a `ledger` (engine.batch.ledger), its months supply the account_month rows: what was
+    actually paid each month replaces the months computed from the claims. Every file written
+    carries the run's provenance (schema metadata `medpay`), and so does `manifest.json`."""
+    inputs = RunInputs(folder)
+    if ledger is not None:
+        from engine.batch.ledger import ledger_supply
+        inputs.supplied, inputs.ledger, inputs.warnings = ledger_supply(policy, ledger, period, folder)
     with staged_output(out) as stage:
         try:
             rounds = split(policy.plan, BIG)
         except NotDistributable:
-            return _settle_whole(policy, folder, stage, period, on_step)
-        return _settle_chunks(policy, folder, stage, period, rounds, on_step, chunk_rows)
+            return _settle_whole(policy, inputs, stage, period, on_step)
+        return _settle_chunks(policy, inputs, stage, period, rounds, on_step, chunk_rows)
 
 
-def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, rounds,
+def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period, rounds,
                    on_step: Callable[[str], None] | None, chunk_rows: int | None) -> Summary:
     """Claims in chunks, the small entities whole on the driver (see `settle`)."""
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
-    small = _small_entities(policy, folder)
+    folder = inputs.folder
+    small = {**_small_entities(policy, folder), **inputs.supplied}
     claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     _check_links(policy, small, claims)
     _check_keyed(policy, small, claims, period)
@@ -197,27 +260,34 @@ def _settle_chunks(policy: Policy, folder: Path, out: Path, period: Period, roun
             if on_step:
                 on_step(f"{step.variable.entity}.{step.variable.name}")
     small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
-    failures = checks.found([c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG], pop, ctx,
-                            json_paths=False)
+    small_checks = [c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG]
+    failures = checks.found(small_checks, pop, ctx, json_paths=False)
     if claim_checks and claims.num_rows:
         failures += _claim_check_failures(policy, claims, chunks, results, whole, pop, period, done, ctx)
-    checked = checks.verdict(checks.merge(failures))  # raises on an error check: nothing is written
+    failures = checks.merge(failures)
+    checks.verdict(failures)  # raises on an error check: nothing is written
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    write(policy, pop, small_steps, out)
+    claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
+    metadata = finish(policy, inputs, period, ctx, small_steps + claim_steps,
+                      small_checks + (claim_checks if claims.num_rows else []), failures,
+                      [left_out] if left_out else [], summary)
+    written = write(policy, pop, small_steps, out, metadata)
     money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
     if whole is not None:
-        write_entity(out / f"{BIG}.parquet", claims["id"], {n: whole.columns[BIG][n] for n in done}, money)
+        written[f"{BIG}.parquet"] = write_entity(out / f"{BIG}.parquet", claims["id"],
+                                                 {n: whole.columns[BIG][n] for n in done}, money, metadata)
     elif not stream:
         for rows, found in zip(chunks, results, strict=True):
             writer.write(pa.table({"id": claims["id"].take(rows), **found}))
-    writer.close()
+    if writer.close(metadata):
+        written[f"{BIG}.parquet"] = claims.num_rows
+    provenance.write_manifest(out, summary.provenance, written)
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
     summary.rows[BIG] = claims.num_rows
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     return summary
 
 
@@ -253,26 +323,29 @@ def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, result
     return failures
 
 
-def _settle_whole(policy: Policy, folder: Path, out: Path, period: Period,
+def _settle_whole(policy: Policy, inputs: RunInputs, out: Path, period: Period,
                   on_step: Callable[[str], None] | None) -> Summary:
     """All claims in memory at once: for a policy whose claim formulas need every claim together."""
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
     left_out: list[dict] = []
-    pop = load(policy, folder, period, left_out)
+    pop = load(policy, inputs.folder, period, left_out, inputs.supplied)
     summary.seconds["read"] = time.perf_counter() - started
     ctx = RunContext(policy)
     t = time.perf_counter()
     steps = evaluate_all(policy, pop, ctx, on_step)
-    checked = checks.verdict(checks.found(policy.plan.checks_for(steps), pop, ctx, json_paths=False))  # raises on an error
+    evaluated = policy.plan.checks_for(steps)
+    failures = checks.found(evaluated, pop, ctx, json_paths=False)
+    checks.verdict(failures)  # raises on an error
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    write(policy, pop, steps, out)
+    metadata = finish(policy, inputs, period, ctx, steps, evaluated, failures, left_out, summary)
+    written = write(policy, pop, steps, out, metadata)
+    provenance.write_manifest(out, summary.provenance, written)
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v}
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = left_out + list(ctx.warnings.values()) + checked
     return summary
 
 
@@ -400,6 +473,11 @@ class ClaimWriter:
                 self.writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
             self.writer.write_batch(batch)
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def close(self, metadata: dict[bytes, bytes] | None = None) -> bool:
+        """Finish the file, with `metadata` (provenance) in its schema; whether a file was written."""
+        if self.writer is None:
+            return False
+        if metadata:
+            self.writer.add_key_value_metadata(metadata)
+        self.writer.close()
+        return True

@@ -7,7 +7,16 @@ institutions by level, claims); the rest is read off the policy itself:
 - a text input used as a lookup key takes the keys of that table, and claim costs follow the
   group's average cost or weight when the table has one (log-normal around it);
 - other inputs get plausible magnitudes by unit: money scaled to the entity's claim volume,
-  ratios of a few percent, counts scaled to its claims, scores between 80 and 100.
+  ratios of a few percent, counts scaled to its claims, scores between 80 and 100; a claim's
+  money input named for the fund is the fund's share of its cost; an optional amount of an
+  institution or account (a deduction, a recovery) exists on a few rows only; an institution
+  input the accounts compute (an account value an institution with one account may give) is left
+  out.
+- then the year is made plausible (`calibrate`): the policy is evaluated once on it, each fund's
+  points budget is sized to its pool's fund cost (within ±3%) through the fund's base amount
+  (its revenue or last year's spending), and an amount paid during the year (`<x>_settled`) is
+  set near what is due (`<x>_amount`). Demos and benchmarks then show a realistic clearing, and
+  the policy's plausibility checks pass.
 """
 
 from __future__ import annotations
@@ -153,6 +162,13 @@ class Generator:
         values = np.array([table.columns[pick][table.index[(k,)]] for k in keys], dtype=float)
         return values if "cost" in pick else values * 9000.0
 
+    def _computed_on_accounts(self, entity: str, name: str) -> bool:
+        """An institution input that is an account formula (given on an institution with one
+        account, computed otherwise): left out, so that the policy computes it."""
+        account = self.policy.model.entities.get("account")
+        return entity == "institution" and account is not None and name in account.variables \
+            and not account.variables[name].is_input
+
     def extra_inputs(self, entity: str, n: int, volume: np.ndarray, count: np.ndarray, cols: dict) -> None:
         """Inputs the policy declares beyond the shared model, by type and unit."""
         rng = self.rng
@@ -161,13 +177,21 @@ class Generator:
                 continue
             if not (var.path and var.path[0] == "variables"):
                 continue
-            if var.type == "bool":
-                cols[name] = rng.random(n) < 0.1
+            if var.type == "bool":  # a required flag is a condition most rows meet; an optional one an exception
+                cols[name] = rng.random(n) < (0.1 if var.default is not None else 0.9)
             elif var.type == "string":
                 options = sorted(self.usage.literals.get((entity, name), set()))
                 cols[name] = rng.choice(options, size=n) if options else np.full(n, "")
             elif var.type == "date":
                 continue
+            elif self._computed_on_accounts(entity, name):
+                continue  # an account value an institution may stand for: the accounts compute it
+            elif var.unit == "yuan" and entity == "claim":  # the fund's share of the cost, or a small extra
+                share = (0.70, 0.85) if "fund" in name else (0.0, 0.03)
+                cols[name] = np.round(volume * rng.uniform(*share, n), 2)
+            elif var.unit == "yuan" and var.default is not None and entity in ("institution", "account"):
+                given = rng.random(n) < 0.05  # an optional amount (a deduction): on a few rows only
+                cols[name] = np.where(given, np.round(volume * rng.uniform(0.005, 0.02, n), 2), np.nan)
             elif var.unit == "yuan" and name.endswith("_spending"):  # a whole year's spending: a budget's base
                 cols[name] = np.round(volume * rng.uniform(1.0, 1.2, n), 2)
             elif var.unit == "yuan":
@@ -190,6 +214,8 @@ def _nullable(values):
     """Empty text is written as null (not given), like a missing cell."""
     if isinstance(values, np.ndarray) and values.dtype.kind == "U":
         return pa.array(np.where(values == "", None, values.astype(object)), pa.string())
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f" and np.isnan(values).any():
+        return pa.array(values, from_pandas=True)  # NaN: an optional amount not given
     return values
 
 
@@ -222,7 +248,7 @@ def _accounts(gen: Generator, policy: Policy, inst: dict, clm: dict, which: np.n
     if standing_for:  # account values standing for institution inputs: generated like those inputs
         like: dict = {}
         gen.extra_inputs("institution", n, volume, count.astype(float), like)
-        acc.update({name: like[name] for name in standing_for})
+        acc.update({name: like[name] for name in standing_for if name in like})
     for name in inputs:
         inst.pop(name, None)
     return acc
@@ -260,5 +286,157 @@ def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
         pq.write_table(table, out / f"{name}.parquet", compression="zstd")
     meta = {"policy": policy.id, "period": gen.period, "claims": claims, "seed": seed,
             "institutions": n_inst, "communities": n_comm}
+    meta["calibrated"] = calibrate(policy, out, gen.period, gen.rng)
     (out / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return meta
+
+
+# ---- a plausible year (合理的合成年度) ------------------------------------------------------------
+
+BUDGET = ("fund", "points_budget")
+BASES = ("revenue", "last_year_spending")  # a fund's base amount, the budget grows with it
+PAID, DUE = "_settled", "_amount"
+PACKAGES = (("community", "package_total", "actual_spending"),)  # a package budget and what it pays for
+
+
+def calibrate(policy: Policy, folder: Path, period: str, rng: np.random.Generator) -> dict:
+    """Size each fund's points budget to its pool's fund cost (±3%), each package budget to its
+    spending (±3%) and each amount paid during the year near what is due (95–100%), by
+    evaluating the policy on the written year (read once); the files are rewritten. Returns what
+    was changed (for meta.json)."""
+    base = _budget_base(policy)
+    packages = [p for p in PACKAGES if (p[0], p[1]) in policy.plan.by_key and (p[0], p[2]) in policy.plan.by_key]
+    paid = {entity: _paid_pairs(policy, entity) for entity in ("account", "institution")}
+    wanted = {(e, due) for e, pairs in paid.items() for _, due in pairs}
+    wanted |= {key for e, b, s in packages for key in ((e, b), (e, s))}
+    if base is not None:
+        wanted |= {BUDGET, ("claim", "in_points_pool")}
+        if "patient_paid" in policy.model.entities["claim"].variables:
+            wanted.add(("claim", "patient_paid"))
+    if not wanted:
+        return {}
+    pop = _evaluate(policy, folder, period, wanted)
+    done: dict = {}
+    for entity, pairs in paid.items():
+        done.update(_size_paid(folder, entity, pairs, pop, rng))
+    for entity, budget, spending in packages:
+        done.update(_size_package(policy, folder, entity, budget, spending, pop, rng))
+    if base is not None:
+        done.update(_size_budgets(policy, folder, base, pop, rng))
+    return done
+
+
+def _budget_base(policy: Policy) -> str | None:
+    """The fund input the points budget grows with (None when the policy has no points budget)."""
+    if BUDGET not in policy.plan.by_key:
+        return None
+    reads = {k for s in policy.plan.needed({BUDGET}) for k in s.checked.deps}
+    return next((b for b in BASES if ("fund", b) in reads and policy.model.entities["fund"].variables[b].is_input),
+                None)
+
+
+def _evaluate(policy: Policy, folder: Path, period: str, wanted: set):
+    """The population of the synthetic year with the wanted values (and what they need) computed."""
+    from engine.batch.settle import load
+    from engine.period import parse_period
+    pop = load(policy, folder, parse_period(period))
+    _run(policy, pop, wanted)
+    return pop
+
+
+def _run(policy: Policy, pop, wanted: set) -> None:
+    from engine.run.evaluate import run_steps
+    from engine.run.frame import RunContext
+    run_steps(policy.plan.needed(wanted), pop, RunContext(policy), None)
+
+
+def _pool_cost(pop) -> np.ndarray:
+    """Per fund, the fund cost of the claims in the points pool: each claim's booked `fund_cost`
+    when the policy books it, else its cost less the patient's share and refusals."""
+    claims = pop.columns["claim"]
+    if "fund_cost" in claims:
+        cost = claims["fund_cost"]
+    else:
+        cost = claims["total_cost"] - claims["patient_paid"] - claims.get("refused_cost", 0.0)
+    pool = claims["in_points_pool"].astype(bool)
+    fund_of = pop.links[("claim", "fund")]
+    return np.bincount(fund_of[pool], weights=cost[pool], minlength=pop.sizes["fund"])
+
+
+def _size_budgets(policy: Policy, folder: Path, base: str, pop, rng: np.random.Generator) -> dict:
+    """The budget is affine in the base amount: the budget again with the base doubled gives the
+    line, and the base is solved for a budget of the pool's fund cost × U(0.97, 1.03)."""
+    path = folder / "fund.parquet"
+    table = pq.read_table(path)
+    x = np.asarray(pop.columns["fund"][base], dtype=float).copy()
+    first, target = pop.columns["fund"]["points_budget"].copy(), _pool_cost(pop)
+    given = pop.supplied.setdefault("fund", {})
+    given[base] = (x * 2, np.ones(len(x), dtype=bool))
+    pop.columns["fund"][base] = x * 2
+    _run(policy, pop, {BUDGET})
+    second = pop.columns["fund"]["points_budget"]
+    slope = (second - first) / np.where(x != 0, x, 1.0)
+    goal = target * rng.uniform(0.97, 1.03, len(x))
+    solved = np.where((slope > 0) & (target > 0), x + (goal - first) / np.where(slope > 0, slope, 1.0), x)
+    order = pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids["fund"]])).to_numpy()
+    _write_column(path, table, base, np.round(np.maximum(solved, 0.0), 2)[order])
+    return {f"fund.{base}": "sized so that the points budget is the pool's fund cost ±3%"}
+
+
+def _size_package(policy: Policy, folder: Path, entity: str, budget: str, spending: str, pop,
+                  rng: np.random.Generator) -> dict:
+    """A package budget sized to its spending × U(0.97, 1.03): the entity's money inputs the budget
+    reads (and the spending does not) scaled together (the budget grows with them)."""
+    path = folder / f"{entity}.parquet"
+    if not path.is_file():
+        return {}
+
+    def inputs_of(key: tuple) -> set[str]:
+        reads = {k for s in policy.plan.needed({key}) for k in s.checked.deps} | policy.plan.by_key[key].checked.deps
+        variables = policy.model.entities[entity].variables
+        return {n for e, n in reads if e == entity and n in variables and variables[n].is_input
+                and variables[n].unit == "yuan"}
+    table = pq.read_table(path)
+    names = sorted((inputs_of((entity, budget)) - inputs_of((entity, spending))) & set(table.column_names))
+    if not names:
+        return {}
+    have, want = pop.columns[entity][budget], pop.columns[entity][spending] * rng.uniform(0.97, 1.03, pop.sizes[entity])
+    factor = np.where((have > 0) & (want > 0), want / np.where(have > 0, have, 1.0), 1.0)
+    factor = factor[pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids[entity]])).to_numpy()]
+    for name in names:
+        values = np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=float)
+        table = _with_column(table, name, np.round(values * factor, 2))
+    pq.write_table(table, path, compression="zstd")
+    return {f"{entity}.{n}": f"scaled so that {budget} is {spending} ±3%" for n in names}
+
+
+def _paid_pairs(policy: Policy, entity: str) -> list[tuple[str, str]]:
+    """(`<x>_settled` input, `<x>_amount` formula) pairs of an entity."""
+    variables = policy.model.entities[entity].variables
+    return [(n, n[: -len(PAID)] + DUE) for n, v in variables.items() if n.endswith(PAID) and v.is_input
+            and (entity, n[: -len(PAID)] + DUE) in policy.plan.by_key]
+
+
+def _size_paid(folder: Path, entity: str, pairs: list[tuple[str, str]], pop, rng: np.random.Generator) -> dict:
+    """`<x>_settled` (paid during the year) set to 95–100% of the computed `<x>_amount`."""
+    path = folder / f"{entity}.parquet"
+    if not pairs or not path.is_file():
+        return {}
+    table = pq.read_table(path)
+    order = pc.index_in(table["id"], value_set=pa.array([str(i) for i in pop.ids[entity]])).to_numpy()
+    done = {}
+    for paid, due in pairs:
+        if paid in table.column_names:
+            amount = pop.columns[entity][due][order]
+            table = _with_column(table, paid, np.round(amount * rng.uniform(0.95, 1.0, len(amount)), 2))
+            done[f"{entity}.{paid}"] = f"95–100% of {entity}.{due}"
+    pq.write_table(table, path, compression="zstd")
+    return done
+
+
+def _with_column(table: pa.Table, name: str, values: np.ndarray) -> pa.Table:
+    return table.set_column(table.column_names.index(name), name, pa.array(values, pa.float64()))
+
+
+def _write_column(path: Path, table: pa.Table, name: str, values: np.ndarray) -> None:
+    pq.write_table(_with_column(table, name, values), path, compression="zstd")
