@@ -16,6 +16,7 @@ from evalkit import by_id, make_policy, run
 
 from engine.batch.settle import settle
 from engine.errors import SituationError
+from engine.explain.cone import explain_situation
 from engine.period import parse_period
 
 RATE = {"unit": "ratio", "label": {"zh": "费率", "en": "rate"}}
@@ -185,3 +186,13 @@ def test_batch_settle_names_the_column_and_only_the_rows_that_need_it(tmp_path, 
     (fault,) = err.value.faults
     assert fault.path == "claim.parquet:extra_fee" and "1 row(s) empty, first rows 2" in fault.en
     assert not (tmp_path / "out").exists()
+
+
+def test_explaining_a_value_needs_the_same_inputs_as_a_run():
+    rows = claims({"total_cost": 80}, {"total_cost": 60, "out_of_area": True, "extra_fee": 7})
+    answer = explain_situation(POLICY, {"period": "2024", "entities": at_h1(rows)}, "claim.c0.pay")
+    assert answer["explanation"]["value"] == 40.0  # 80 × 0.5: c0 takes the branch without extra_fee
+    rows[1] = {**rows[1], "extra_fee": None}
+    with pytest.raises(SituationError) as err:
+        explain_situation(POLICY, {"period": "2024", "entities": at_h1(rows)}, "claim.c0.pay")
+    assert [f.path for f in err.value.faults] == ["entities.claim[1].extra_fee"]

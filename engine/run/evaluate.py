@@ -113,12 +113,20 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
     steps = policy.plan.needed(wanted)
+    run_required(policy, pop, ctx, steps, wanted, LIMITS.eval_seconds)
+    return pop, ctx, steps
+
+
+def run_required(policy: Policy, pop: Population, ctx: RunContext, steps: list[Step],
+                 wanted: set[tuple[str, str]], limit: float | None) -> None:
+    """Run the steps; an input missing on a row where a wanted output needs it (by branch:
+    engine.run.demand) is an error naming its JSON path (SituationError), never a 0."""
     missing = required_rows(policy, pop, wanted)
     if not missing:
-        run_steps(steps, pop, ctx, LIMITS.eval_seconds)
-        return pop, ctx, steps
+        run_steps(steps, pop, ctx, limit)
+        return
     try:  # some inputs are missing where a formula reading them runs: are they needed by branch?
-        run_steps(steps, pop, ctx, LIMITS.eval_seconds)
+        run_steps(steps, pop, ctx, limit)
     except LimitExceeded:
         raise
     except Exception:  # a missing value broke the run: every row that might need it is reported
@@ -127,7 +135,6 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     faults = required_faults(policy, pop, wanted, json_path, needed=needed)
     if faults:
         raise SituationError(faults)
-    return pop, ctx, steps
 
 
 def run_steps(steps: list[Step], pop: Population, ctx: RunContext, limit: float | None) -> None:
