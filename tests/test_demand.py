@@ -9,6 +9,8 @@ values are computed here by hand.
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -196,3 +198,24 @@ def test_explaining_a_value_needs_the_same_inputs_as_a_run():
     with pytest.raises(SituationError) as err:
         explain_situation(POLICY, {"period": "2024", "entities": at_h1(rows)}, "claim.c0.pay")
     assert [f.path for f in err.value.faults] == ["entities.claim[1].extra_fee"]
+
+
+def test_spark_settlement_follows_the_same_rule(tmp_path):
+    """A required column empty on some rows: Spark hands the run to one population (the local
+    engine), so the rows that need it are told apart as in every other run."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    from engine.spark.runner import settle_spark
+    data = tmp_path / "data"
+    write_claims(data, {"id": ["a", "b", "c"], "institution": ["H1"] * 3, "discharge_date": ["2024-02-01"] * 3,
+                        "total_cost": [100.0, 40.0, 10.0], "out_of_area": [False, True, False],
+                        "extra_fee": [None, 6.0, None]})
+    settle_spark(BATCH, data, tmp_path / "out", parse_period("2024"), master="local[1]")
+    paid = pq.read_table(tmp_path / "out" / "claim.parquet").to_pydict()
+    assert dict(zip(paid["id"], paid["pay"], strict=True)) == {"a": 50.0, "b": 12.0, "c": 5.0}
+    write_claims(data, {"id": ["a", "b"], "institution": ["H1"] * 2, "discharge_date": ["2024-02-01"] * 2,
+                        "total_cost": [100.0, 40.0], "out_of_area": [True, False], "extra_fee": [None, None]})
+    with pytest.raises(SituationError) as err:
+        settle_spark(BATCH, data, tmp_path / "out2", parse_period("2024"), master="local[1]")
+    assert [(f.path, "first rows 0" in f.en) for f in err.value.faults] == [("claim.parquet:extra_fee", True)]
