@@ -219,3 +219,16 @@ def test_spark_settlement_follows_the_same_rule(tmp_path):
     with pytest.raises(SituationError) as err:
         settle_spark(BATCH, data, tmp_path / "out2", parse_period("2024"), master="local[1]")
     assert [(f.path, "first rows 0" in f.en) for f in err.value.faults] == [("claim.parquet:extra_fee", True)]
+
+
+def test_conditions_evaluated_again_add_no_warning():
+    """A division by zero in a condition is warned once per row, as in a run, although the
+    demand analysis evaluates that condition again (units 0 on c0: 0/0 → 0, not above 2)."""
+    policy = make_policy({"claim": {
+        "units": {"unit": "count", "default": 0, "label": {"zh": "单位", "en": "units"}},
+        "bonus": fee("bonus"),
+        "pay": {"formula": "if total_cost / units > 2 then bonus else 1", "unit": "yuan"}}})
+    rows = claims({"total_cost": 0}, {"total_cost": 30, "units": 3, "bonus": 4})
+    result = run(policy, at_h1(rows), outputs=["claim.pay"])
+    assert by_id(result, "claim", "pay") == {"c0": 1.0, "c1": 4.0}
+    assert [w["rows"] for w in result["warnings"] if w["code"] == "division_by_zero"] == [1]

@@ -140,7 +140,8 @@ def leads_to(policy, targets: set[Key]) -> set[Key]:
 def needed_rows(policy, pop: Population, ctx: RunContext, wanted: set[Key], targets: set[Key]) -> dict[Key, np.ndarray]:
     """For each input of `targets`, the rows where a wanted output (on every row) actually needs
     it. The population holds every computed column."""
-    demand = Demand(policy, pop, ctx, targets)
+    quiet = RunContext(policy, ctx.overrides, precomputed=ctx.precomputed)  # warnings of conditions are the run's already
+    demand = Demand(policy, pop, quiet, targets)
     for key in wanted:
         if key in demand.relevant and pop.sizes.get(key[0], 0):
             demand.add(key, np.ones(pop.sizes[key[0]], bool))
