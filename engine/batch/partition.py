@@ -24,11 +24,13 @@ from engine.run import exact
 from engine.run.builtins import gather
 from engine.run.columns import (
     EntityColumns,
+    always_required,
     build_population,
     date_window,
     input_readers,
     outside,
     outside_warning,
+    required_words,
     rows_needing,
 )
 from engine.run.evaluate import run_step
@@ -299,25 +301,35 @@ def given_masks(small: dict[str, EntityColumns], claims: pa.Table, big: str) -> 
 
 
 def required_faults_of_files(policy: Policy, masks: dict[tuple[str, str], np.ndarray], sizes: dict[str, int],
-                             files: dict[str, str], most: int = 5) -> list[InputFault]:
+                             files: dict[str, str], most: int = 5,
+                             needed: dict[tuple[str, str], np.ndarray] | None = None) -> list[InputFault]:
     """Inputs without a default that the settlement needs, missing in a file: the file and column,
-    and the first rows (0 = the first data row)."""
+    and the first rows (0 = the first data row). Without `needed` (engine.run.demand: the rows
+    where each input is needed by branch), every row where a formula reading it runs needs it."""
     wanted = {s.key for s in policy.plan.steps if sizes.get(s.variable.entity, 0)}
     faults = []
-    needed = input_readers(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
-    for (entity, name), readers in sorted(needed.items()):
+    needs = input_readers(policy, wanted, lambda key: key in masks and bool(masks[key].all()))
+    needs.update({key: [] for key in always_required(policy.model)})
+    for (entity, name), readers in sorted(needs.items()):
         if not sizes.get(entity):
             continue
-        reader, mask = readers[0], masks.get((entity, name))
+        mask = masks.get((entity, name))
         rows = np.arange(sizes[entity]) if mask is None else np.flatnonzero(~mask)
-        rows = rows_needing((entity, name), readers, rows, masks.get)
-        if not len(rows):
-            continue
-        place = f"{files.get(entity, entity)}:{name}"
-        shown = ", ".join(str(r) for r in rows[:most].tolist()) + (", …" if len(rows) > most else "")
-        what = "the column is missing" if mask is None else f"{len(rows)} row(s) empty, first rows {shown}"
-        faults.append(InputFault(place, f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has no "
-                                        f"default: {what}",
-                                 f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值："
-                                 + ("缺少该列" if mask is None else f"{len(rows)} 行为空，前几行 {shown}")))
+        if readers:
+            rows = rows_needing((entity, name), readers, rows, masks.get)
+            if needed is not None and (entity, name) in needed:
+                rows = rows[needed[(entity, name)][:sizes[entity]][rows]]
+        if len(rows):
+            faults.append(file_fault(entity, name, readers[0] if readers else None, rows, mask is None,
+                                     files.get(entity, entity), most))
     return faults
+
+
+def file_fault(entity: str, name: str, reader: tuple[str, str] | None, rows: np.ndarray, absent: bool,
+               file: str, most: int) -> InputFault:
+    """A required column missing from a file, or empty on some rows that need it."""
+    en, zh = required_words(entity, name, reader)
+    shown = ", ".join(str(r) for r in rows[:most].tolist()) + (", …" if len(rows) > most else "")
+    what = "the column is missing" if absent else f"{len(rows)} row(s) empty, first rows {shown}"
+    return InputFault(f"{file}:{name}", f"{en}: {what}",
+                      f"{zh}：" + ("缺少该列" if absent else f"{len(rows)} 行为空，前几行 {shown}"))

@@ -26,14 +26,15 @@ from engine.batch.io import (
     staged_output,
     write_entity,
 )
-from engine.errors import InputFault, SituationError
+from engine.errors import InputFault, LimitExceeded, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
 from engine.policy.spec import Policy
 from engine.run import keyed
 from engine.run import policy_checks as checks
 from engine.run.checks import joined_links
-from engine.run.columns import EntityColumns, UnknownLink, build_population
+from engine.run.columns import EntityColumns, UnknownLink, always_required, build_population
+from engine.run.demand import needed_rows
 from engine.run.evaluate import run_step, warnings_of
 from engine.run.frame import RunContext
 from engine.run.keyed import RowFault
@@ -80,8 +81,39 @@ def folder_period(folder: Path, given: str | None) -> Period:
 def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | None = None,
          supplied: dict[str, EntityColumns] | None = None) -> Population:
     """Read every entity file present and assemble the population: claims outside the period are
-    left out (a warning in `left_out`), required inputs must be there. `supplied`: rows of more
-    entities (the ledger's months), beside the files."""
+    left out (a warning in `left_out`), required inputs must be there (wherever a formula reading
+    them could run). `supplied`: rows of more entities (the ledger's months), beside the files."""
+    pop, missing = _load(policy, folder, period, left_out, supplied)
+    if missing is not None:
+        raise SituationError(missing.faults())
+    return pop
+
+
+@dataclass
+class Missing:
+    """Required inputs empty on rows where a formula reading them may run: kept until the run
+    tells which rows need them by branch (engine.run.demand)."""
+
+    policy: Policy
+    masks: dict
+    sizes: dict[str, int]
+    files: dict[str, str]
+
+    def faults(self, needed: dict | None = None) -> list[InputFault]:
+        return partition.required_faults_of_files(self.policy, self.masks, self.sizes, self.files, needed=needed)
+
+    def check(self, pop: Population, ctx: RunContext) -> None:
+        """After the run: refuse the rows that need a missing input (nothing is written)."""
+        wanted = {s.key for s in self.policy.plan.steps if pop.sizes.get(s.variable.entity, 0)}
+        targets = {k for k in partition.input_readers(self.policy, wanted, lambda key: False)
+                   if k not in self.masks or not self.masks[k].all()}
+        faults = self.faults(needed_rows(self.policy, pop, ctx, wanted, targets))
+        if faults:
+            raise SituationError(faults)
+
+
+def _load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | None = None,
+          supplied: dict[str, EntityColumns] | None = None) -> tuple[Population, Missing | None]:
     small = {**read_entities(policy.model, folder, skip=(BIG,)), **(supplied or {})}
     path = entity_file(folder, BIG)
     if not small and path is None:
@@ -90,12 +122,12 @@ def load(policy: Policy, folder: Path, period: Period, left_out: list[dict] | No
     claims, warning = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     if warning and left_out is not None:
         left_out.append(warning)
-    _check_required(policy, folder, small, claims)
+    missing = _missing_required(policy, folder, small, claims)
     data = {**small, BIG: entity_columns(claims, policy.model.entities[BIG], path.name)} if path else small
     pop, unknown = build_population(policy.model, data, np.datetime64(period.end, "D"))
     if unknown:
         raise SituationError([file_fault(policy, u) for u in unknown[:20]])
-    return pop
+    return pop, missing
 
 
 def file_fault(policy: Policy, found: UnknownLink | RowFault) -> InputFault:
@@ -114,6 +146,21 @@ def evaluate_all(policy: Policy, pop: Population, ctx: RunContext,
         if on_step:
             on_step(f"{step.variable.entity}.{step.variable.name}")
     return [s for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0]
+
+
+def _evaluate_all_checked(policy: Policy, pop: Population, ctx: RunContext, on_step: Callable[[str], None] | None,
+                          missing: Missing | None) -> list:
+    """Every stage; with inputs missing somewhere, then the rows that need them by branch are refused."""
+    if missing is None:
+        return evaluate_all(policy, pop, ctx, on_step)
+    try:
+        steps = evaluate_all(policy, pop, ctx, on_step)
+    except LimitExceeded:
+        raise
+    except Exception:  # a missing value broke the run: every row that might need it is reported
+        raise SituationError(missing.faults()) from None
+    missing.check(pop, ctx)
+    return steps
 
 
 def write(policy: Policy, pop: Population, steps: list, out: Path,
@@ -207,7 +254,8 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     _check_links(policy, small, claims)
     _check_keyed(policy, small, claims, period)
-    _check_required(policy, folder, small, claims)
+    if _missing_required(policy, folder, small, claims) is not None:  # needed by branch: one population
+        return _settle_whole(policy, inputs, out, period, on_step)
     keys = partition.derived_keys(policy, BIG, claims.column_names)
     rows = distinct_keys(claims, keys)
     pop = partition.driver_population(policy, small, BIG, keys, rows, str(period.end))
@@ -291,15 +339,21 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     return summary
 
 
-def _check_required(policy: Policy, folder: Path, small: dict[str, EntityColumns], claims: pa.Table) -> None:
-    """Every input without a default that the settlement needs is in its file, on every row."""
+def _missing_required(policy: Policy, folder: Path, small: dict[str, EntityColumns],
+                      claims: pa.Table) -> Missing | None:
+    """Inputs without a default empty where a formula reading them may run (None: none); an input
+    required on every row and empty is refused at once."""
     sizes = {name: len(cols) for name, cols in small.items()}
     sizes[BIG] = claims.num_rows
     files = {name: path.name for name in policy.model.entities if (path := entity_file(folder, name))}
-    faults = partition.required_faults_of_files(policy, partition.given_masks(small, claims, BIG), sizes, files)
-    if faults:
+    missing = Missing(policy, partition.given_masks(small, claims, BIG), sizes, files)
+    faults = missing.faults()
+    if not faults:
+        return None
+    always = {f"{files.get(e, e)}:{n}" for e, n in always_required(policy.model)}
+    if any(f.path in always for f in faults):
         raise SituationError(faults)
-
+    return missing
 
 
 def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, results: list[dict],
@@ -329,11 +383,11 @@ def _settle_whole(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     summary = Summary(policy.id, period.text)
     started = time.perf_counter()
     left_out: list[dict] = []
-    pop = load(policy, inputs.folder, period, left_out, inputs.supplied)
+    pop, missing = _load(policy, inputs.folder, period, left_out, inputs.supplied)
     summary.seconds["read"] = time.perf_counter() - started
     ctx = RunContext(policy)
     t = time.perf_counter()
-    steps = evaluate_all(policy, pop, ctx, on_step)
+    steps = _evaluate_all_checked(policy, pop, ctx, on_step, missing)
     evaluated = policy.plan.checks_for(steps)
     failures = checks.found(evaluated, pop, ctx, json_paths=False)
     checks.verdict(failures)  # raises on an error

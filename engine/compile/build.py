@@ -51,7 +51,9 @@ def plan(draft: Draft) -> planning.Plan:
     checks = [c for c in (compile_check(draft, checker, compiler, check) for check in draft.checks) if c]
     draft.fail_if_problems()
     try:
-        return planning.build(steps, checks)
+        built = planning.build(steps, checks)
+        built.compile = Compiler(policy).expr  # conditions evaluated again by the demand analysis (engine.run.demand)
+        return built
     except planning.CycleError as err:
         loop = err.args[1][::-1]  # graphlib lists each step before the one that uses it
         first = steps[loop[0]].variable

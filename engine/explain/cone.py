@@ -20,8 +20,7 @@ from engine.errors import InputFault, SituationError
 from engine.explain.trace import functions_of, input_nodes, json_value, label
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
-from engine.run.columns import required_faults
-from engine.run.evaluate import checked_situation, json_path, run_steps
+from engine.run.evaluate import checked_situation, run_required, run_steps
 from engine.run.frame import Frame, RunContext
 from engine.run.money import group_sum
 from engine.run.population import Population
@@ -128,11 +127,10 @@ def explain_value(policy: Policy, pop: Population, text: str, overrides: dict | 
     its cone is computed, then the value is explained with nested explanations `depth` levels deep
     (values of the same row and of parent rows) and at most `top` child rows per aggregation."""
     target = resolve(policy, pop, text)
-    faults = required_faults(policy, pop, {(target.entity, target.variable)}, json_path)
-    if faults:  # an input the value needs and the data lacks is an error, never a 0
-        raise SituationError(faults)
     ctx = RunContext(policy, dict(overrides or {}))
-    steps = evaluate_cone(policy, pop, ctx, target, limit)
+    steps = policy.plan.cone((target.entity, target.variable))
+    # an input the value needs (by branch, as in a run) and the data lacks is an error, never a 0
+    run_required(policy, pop, ctx, steps, {(target.entity, target.variable)}, limit)
     explainer = Explainer(policy, pop, ctx, LIMITS.explain_top if top is None else top)
     tree = explainer.node(target.entity, target.row, target.variable, depth)
     tree["cone"] = {"steps": [f"{s.variable.entity}.{s.variable.name}" for s in steps],

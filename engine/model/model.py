@@ -24,6 +24,7 @@ def field_from(name: str, entity: str, spec: dict, path: tuple = ()) -> Variable
     """Build an input Variable from a field declaration."""
     return Variable(name=name, entity=entity, type=spec.get("type", "number"), unit=spec.get("unit", ""),
                     label=label_of(spec.get("label")), default=spec.get("default"),
+                    required=spec.get("required"),
                     values=spec.get("values"), minimum=spec.get("min"), note=spec.get("note"), path=path)
 
 

@@ -27,6 +27,7 @@ class Variable:
     formula: str | None = None
     node: Any = None  # the parsed formula (a syntax tree of engine.dsl.ast)
     default: Any = None
+    required: str | None = None  # "always": needed on every row, whatever reads it (else: where read)
     values: list[str] | None = None
     minimum: float | None = None
     source: str | None = None

@@ -52,6 +52,7 @@ class Plan:
     steps: list[Step]
     by_key: dict[Key, Step] = field(default_factory=dict)
     checks: list[CheckStep] = field(default_factory=list)
+    compile: Callable[[Any], Callable[[Any], Any]] | None = None  # typed node → closure (set by the builder)
 
     def __post_init__(self):
         self.by_key = {s.key: s for s in self.steps}

@@ -253,6 +253,13 @@ class _Builder:
                         "link_redefined", f"'{name}' is the link of {entity_name} to its parent; it cannot be redefined",
                         f"“{name}”是 {entity_name} 指向上级的链接，不能重新定义", self.source.key_location(path)))
                     continue
+                if spec.get("required") == "always" and ("default" in spec or "formula" in spec):
+                    self.problems.append(Diagnostic(
+                        "required_with_value", f"'{name}' is required on every row (required: always): it can have "
+                        "neither a default nor a formula",
+                        f"“{name}”声明为每行必填（required: always），不能再有默认值或公式",
+                        self.source.key_location((*path, "required"))))
+                    continue
                 var = field_from(name, entity_name, spec, path)
                 var.source, var.assumed, var.note = spec.get("source"), spec.get("assumed"), spec.get("note")
                 entity.variables[name] = var

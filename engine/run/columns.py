@@ -226,31 +226,60 @@ def missing_rows(pop: Population, key: tuple[str, str]) -> np.ndarray:
     return np.zeros(0, dtype=np.int64) if mask is None else np.flatnonzero(mask)
 
 
-def required_faults(policy, pop: Population, wanted: set[tuple[str, str]], where: Callable[[str, int, str], str],
-                    most: int = 20) -> list[InputFault]:
-    """One fault per row (up to `most` per field) where an input a wanted output needs is missing;
-    `where(entity, row, field)` names the place (a JSON path, a file and column)."""
+def always_required(model: Model) -> list[tuple[str, str]]:
+    """Inputs declared `required: always`: needed on every row of their entity, whatever reads them."""
+    return [(e.name, v.name) for e in model.entities.values() for v in e.variables.values()
+            if v.is_input and v.required == "always" and v.name not in e.links]
+
+
+def required_rows(policy, pop: Population, wanted: set[tuple[str, str]],
+                  needed: dict[tuple[str, str], np.ndarray] | None = None
+                  ) -> dict[tuple[str, str], tuple[tuple[str, str] | None, np.ndarray]]:
+    """Each required input missing on some rows that need it: the first formula reading it (None:
+    required on every row) and those rows. Without `needed` (engine.run.demand: the rows where
+    each input is needed by branch), every row where a reading formula runs needs it."""
     def complete(key: tuple[str, str]) -> bool:
         given = pop.supplied.get(key[0], {}).get(key[1])
         return given is not None and bool(given[1].all())
-    faults = []
-    for key, readers in sorted(input_readers(policy, wanted, complete).items()):
-        reader = readers[0]
+    found: dict[tuple[str, str], tuple[tuple[str, str] | None, np.ndarray]] = {}
+    for key, readers in input_readers(policy, wanted, complete).items():
+        rows = rows_needing(key, readers, missing_rows(pop, key),
+                            lambda r: pop.supplied.get(r[0], {}).get(r[1], (None, None))[1])
+        if needed is not None and key in needed:
+            rows = rows[needed[key][rows]]
+        if len(rows):
+            found[key] = (readers[0], rows)
+    for key in always_required(policy.model):
         rows = missing_rows(pop, key)
-        rows = rows_needing(key, readers, rows, lambda r: pop.supplied.get(r[0], {}).get(r[1], (None, None))[1])
-        if not len(rows):
-            continue
-        entity, name = key
+        if len(rows):
+            found[key] = (None, rows)
+    return found
+
+
+def required_faults(policy, pop: Population, wanted: set[tuple[str, str]], where: Callable[[str, int, str], str],
+                    most: int = 20, needed: dict[tuple[str, str], np.ndarray] | None = None) -> list[InputFault]:
+    """One fault per row (up to `most` per field) where an input a wanted output needs is missing;
+    `where(entity, row, field)` names the place (a JSON path, a file and column)."""
+    faults = []
+    for (entity, name), (reader, rows) in sorted(required_rows(policy, pop, wanted, needed).items()):
+        en, zh = required_words(entity, name, reader)
         numbers = pop.row_numbers.get(entity)
         for row in rows[:most].tolist():
             place = where(entity, int(numbers[row]) if numbers is not None else row, name)
-            faults.append(InputFault(place, f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has "
-                                            "no default: give a value",
-                                     f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值：请提供"))
+            faults.append(InputFault(place, f"{en}: give a value", f"{zh}：请提供"))
         if len(rows) > most:
             faults.append(InputFault(where(entity, -1, name), f"… and {len(rows) - most} more {entity} rows without "
                                      f"{name}", f"……另有 {len(rows) - most} 行 {entity} 缺少 {name}"))
     return faults
+
+
+def required_words(entity: str, name: str, reader: tuple[str, str] | None) -> tuple[str, str]:
+    """Why an input is required, in English and Chinese (no trailing advice)."""
+    if reader is None:
+        return (f"{entity}.{name} is required on every {entity} row and has no default",
+                f"{entity}.{name} 在每一行 {entity} 上都必填，且没有默认值")
+    return (f"{entity}.{name} is required ({reader[0]}.{reader[1]} needs it) and has no default",
+            f"{entity}.{name} 为必填项（{reader[0]}.{reader[1]} 需要它），且没有默认值")
 
 
 # ---- rows outside the period (期间外的记录) -------------------------------------------------------

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InputFault, SituationError
+from engine.errors import InputFault, LimitExceeded, SituationError
 from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
-from engine.run.columns import required_faults
+from engine.run.columns import required_faults, required_rows
+from engine.run.demand import needed_rows
 from engine.run.frame import Frame, RunContext
 from engine.run.money import round_half_up
 from engine.run.policy_checks import settle_checks
@@ -111,12 +112,29 @@ def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population
     ctx = RunContext(policy, situation.overrides)
     wanted = set(situation.outputs) if situation.outputs else {
         s.key for s in policy.plan.steps if pop.sizes.get(s.variable.entity, 0) > 0}
-    faults = required_faults(policy, pop, wanted, json_path)
+    steps = policy.plan.needed(wanted)
+    run_required(policy, pop, ctx, steps, wanted, LIMITS.eval_seconds)
+    return pop, ctx, steps
+
+
+def run_required(policy: Policy, pop: Population, ctx: RunContext, steps: list[Step],
+                 wanted: set[tuple[str, str]], limit: float | None) -> None:
+    """Run the steps; an input missing on a row where a wanted output needs it (by branch:
+    engine.run.demand) is an error naming its JSON path (SituationError), never a 0."""
+    missing = required_rows(policy, pop, wanted)
+    if not missing:
+        run_steps(steps, pop, ctx, limit)
+        return
+    try:  # some inputs are missing where a formula reading them runs: are they needed by branch?
+        run_steps(steps, pop, ctx, limit)
+    except LimitExceeded:
+        raise
+    except Exception:  # a missing value broke the run: every row that might need it is reported
+        raise SituationError(required_faults(policy, pop, wanted, json_path)) from None
+    needed = needed_rows(policy, pop, ctx, wanted, {k for k, (reader, _) in missing.items() if reader})
+    faults = required_faults(policy, pop, wanted, json_path, needed=needed)
     if faults:
         raise SituationError(faults)
-    steps = policy.plan.needed(wanted)
-    run_steps(steps, pop, ctx, LIMITS.eval_seconds)
-    return pop, ctx, steps
 
 
 def run_steps(steps: list[Step], pop: Population, ctx: RunContext, limit: float | None) -> None:

@@ -24,13 +24,14 @@ import pyarrow.parquet as pq
 from engine.batch import partition as part
 from engine.batch.io import SHOWN_ROWS, entity_file, read_entities, staged_output, table_faults
 from engine.batch.settle import Summary, peak_rss_mb, write
+from engine.batch.settle import _settle_whole as settle_whole
 from engine.compile.build import load_policy_file
 from engine.errors import InputFault, SituationError
 from engine.period import Period
 from engine.plan.rounds import split
 from engine.policy.spec import Policy
 from engine.run.checks import joined_links
-from engine.run.columns import date_window, outside_warning
+from engine.run.columns import always_required, date_window, outside_warning
 from engine.run.evaluate import run_step
 from engine.run.frame import RunContext
 from engine.run.policy_checks import found, verdict
@@ -141,6 +142,9 @@ def _check_required(policy: Policy, folder: Path, small: dict, claims) -> None:
                                f"without it, e.g. {', '.join(ids)}",
                                f"claim.{column} 为必填项且没有默认值：{nulls[column]} 条记录缺少，如 {', '.join(ids)}")
         faults.append(fault)
+    always = {f"{files.get(e, e)}:{n}" for e, n in always_required(policy.model)}
+    if faults and not any(f.path in always for f in faults):
+        raise NeededByBranch()
     if faults:
         raise SituationError(faults)
 
@@ -150,7 +154,14 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
     """Settle on Spark; writes the same files as `settle` (claims as a Parquet folder), and only
     when the whole run succeeds (see `staged_output`)."""
     with staged_output(out) as stage:
-        return _settle_spark(policy, folder, stage, period, master, partitions)
+        try:
+            return _settle_spark(policy, folder, stage, period, master, partitions)
+        except NeededByBranch:  # inputs empty on some rows: which rows need them is decided on one population
+            return settle_whole(policy, folder, stage, period, None)
+
+
+class NeededByBranch(Exception):
+    """Required inputs are empty on rows where a formula reading them may run."""
 
 
 def _settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master: str | None,
