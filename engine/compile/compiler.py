@@ -73,6 +73,11 @@ class Compiler:
             return builtins.gather(values, idx, default)
         return parent_value
 
+    def _link(self, node: T.Link) -> Fn:
+        """The row each row's link names (-1: no link), through the parents in `path` first."""
+        path = [*node.path, node.name]
+        return lambda frame: frame.parent_index(path)
+
     def _param(self, node: T.Param) -> Fn:
         name, is_date = node.name, node.type == "date"
 
@@ -104,6 +109,8 @@ class Compiler:
 
     def _compare(self, node: T.Compare) -> Fn:
         left, right = self.expr(node.left), self.expr(node.right)
+        if isinstance(node.left, T.Link):
+            return builtins.same_link(left, right, negate=node.op == "!=")
         op = builtins.BINARY[node.op]
         return lambda frame: op(left(frame), right(frame))
 

@@ -129,6 +129,8 @@ class Checker:
         return T.Unary(node.pos, NUMERIC, scope, "-", operand, money=operand.money, syntax=node)
 
     def _binary(self, node: ast.Binary, scope: str, in_before: bool) -> T.Expr:
+        if node.op in ("==", "!=") and (self._link_of(node.left, scope) or self._link_of(node.right, scope)):
+            return self._link_compare(node, scope, in_before)
         left_node = self.expr(node.left, scope, in_before)
         right_node = self.expr(node.right, scope, in_before)
         left, right, op = left_node.type, right_node.type, node.op
@@ -157,6 +159,45 @@ class Checker:
         self._check_category(left_node, right_node)
         self._check_category(right_node, left_node)
         return T.Compare(node.pos, "bool", scope, op, left_node, right_node, money=False, syntax=node)
+
+    def _link_of(self, node: ast.Node, scope: str) -> T.Link | None:
+        """The link a name stands for (`signed_institution`, `institution.fund`), or None."""
+        if not isinstance(node, ast.Name) or self.table_scope is not None:
+            return None
+        try:
+            ref = self.resolve(node, list(node.parts), scope, [])
+        except FormulaError:
+            return None
+        links = self.model.entities[ref.entity].links if ref.kind == "var" else {}
+        if ref.name not in links:
+            return None
+        target = links[ref.name]
+        return T.Link(node.pos, f"link:{target}", scope, ref.name, ref.entity, target, tuple(ref.path),
+                      money=False, syntax=node)
+
+    def _link_compare(self, node: ast.Binary, scope: str, in_before: bool) -> T.Expr:
+        """`signed_institution == institution`: two links to the same entity compared as identities
+        (the same row); a link with anything else is an error."""
+        left, right = self._link_of(node.left, scope), self._link_of(node.right, scope)
+        if left is None or right is None:
+            link, other_node = (left, node.right) if left is not None else (right, node.left)
+            assert link is not None
+            other = self.expr(other_node, scope, in_before)
+            raise _err("compare_link",
+                       f"'{node.op}' compares the link '{ast.to_text(link.syntax)}' (a {link.target}) with a "
+                       f"{_type_name(other.type)}: a link is compared only with another link to a {link.target}, "
+                       f"e.g. signed_institution == institution; to compare a value, read it through the link "
+                       f"({ast.to_text(link.syntax)}.level)",
+                       f"“{node.op}”把关联“{ast.to_text(link.syntax)}”（指向{link.target}）与{_type_zh(other.type)}相比较："
+                       f"关联只能与指向同一实体（{link.target}）的关联比较，例如 signed_institution == institution；"
+                       f"比较取值请通过关联读取（{ast.to_text(link.syntax)}.level）", node)
+        if left.target != right.target:
+            raise _err("compare_link",
+                       f"'{node.op}' compares links to different entities: '{ast.to_text(node.left)}' names a "
+                       f"{left.target}, '{ast.to_text(node.right)}' a {right.target}; they can never be the same row",
+                       f"“{node.op}”比较指向不同实体的关联：“{ast.to_text(node.left)}”指向{left.target}，"
+                       f"“{ast.to_text(node.right)}”指向{right.target}，二者不可能是同一行", node)
+        return T.Compare(node.pos, "bool", scope, node.op, left, right, money=False, syntax=node)
 
     def _inlist(self, node: ast.InList, scope: str, in_before: bool) -> T.Expr:
         value = self.expr(node.value, scope, in_before)

@@ -50,6 +50,18 @@ class Var(Expr):
 
 
 @dataclass(frozen=True)
+class Link(Expr):
+    """A link of `owner` (the same entity when `path` is empty, else a parent reached through
+    `path`) used as an identity: the row of `target` it names, compared only with another link to
+    the same entity (`signed_institution == institution`). `type` is "link:<target>"."""
+
+    name: str
+    owner: str
+    target: str
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rows(Expr):
     """The entity's own name used as a value: 1 per row (so sum(claim) counts claims)."""
 

@@ -97,6 +97,16 @@ def gather(values: np.ndarray, idx: np.ndarray, default) -> np.ndarray:
     return np.where(idx >= 0, picked, default)
 
 
+def same_link(left: Callable, right: Callable, negate: bool) -> Callable[[Frame], np.ndarray]:
+    """Two links compared as identities (rows of the same entity): equal when both name the same
+    row; a missing link (-1) is equal to nothing, and `!=` is the negation of `==`."""
+    def compare(frame: Frame) -> np.ndarray:
+        a, b = np.asarray(left(frame)), np.asarray(right(frame))
+        same = (a == b) & (a >= 0)
+        return ~same if negate else same
+    return compare
+
+
 def choose(frame: Frame, cond, then: Callable, other: Callable):
     """Lazy if-then-else: each branch is evaluated only on the rows that take it."""
     if np.ndim(cond) == 0:
