@@ -163,7 +163,7 @@ def test_every_city_declares_its_checks(client):
 def test_validate_lists_the_checks(capsys):
     assert main(["validate", str(ROOT / "policies" / "panzhihua.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "checks / 校验 (9)" in out
+    assert "checks / 校验 (11)" in out  # prepaid_given, account_input_on_institution added
     assert "fund.no_deficit_budget (warning, 四（一）1): not deficit_budget" in out
 
 
