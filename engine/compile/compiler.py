@@ -24,9 +24,11 @@ Fn = Callable[[Frame], Any]
 class Compiler:
     """Compiles the checked formulas of one policy."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, nullable: frozenset | None = None):
         self.policy = policy
         self.key: tuple | None = None
+        # variables that can have no value (pending); by default those of the policy's plan
+        self.nullable = nullable if nullable is not None else getattr(policy.plan, "nullable", frozenset())
 
     def compile(self, checked: Checked, key: tuple | None = None) -> Fn:
         """Closures for a checked formula; `key` (entity, variable) names its aggregations so that a
@@ -112,6 +114,8 @@ class Compiler:
         if isinstance(node.left, T.Link):
             return builtins.same_link(left, right, negate=node.op == "!=")
         op = builtins.BINARY[node.op]
+        if any(T.may_be_pending(side, self.nullable) for side in (node.left, node.right)):
+            return builtins.compare_values(op, left, right)
         return lambda frame: op(left(frame), right(frame))
 
     def _inlist(self, node: T.InList) -> Fn:
@@ -148,6 +152,9 @@ class Compiler:
 
     def _if(self, node: T.If) -> Fn:
         cond, then, other = self.expr(node.condition), self.expr(node.then), self.expr(node.otherwise)
+        unknown = [self.expr(n) for n in T.unknown_operands(node.condition, self.nullable)]
+        if unknown and node.type == "number":
+            return builtins.choose_known(cond, then, other, unknown)
         return lambda frame: builtins.choose(frame, cond(frame), then, other)
 
     def _index(self, node: T.Index) -> Fn:

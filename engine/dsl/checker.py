@@ -225,7 +225,7 @@ class Checker:
             raise _err("branch_types",
                        f"'then' gives a {_type_name(then.type)} but 'else' gives a {_type_name(other.type)}",
                        f"“then”分支是{_type_zh(then.type)}，而“else”分支是{_type_zh(other.type)}", node.otherwise)
-        money = then.money if then.money == other.money else None
+        money = then.money if then.money == other.money else _money_beside_pending(then, other)
         return T.If(node.pos, then.type, scope, cond, then, other, money=money, syntax=node)
 
     def _index(self, node: ast.Index, scope: str, in_before: bool) -> T.Expr:
@@ -489,6 +489,12 @@ class Checker:
 def _same_money(items) -> bool | None:
     flags = {item.money for item in items}
     return flags.pop() if len(flags) == 1 else None
+
+
+def _money_beside_pending(then: T.Expr, other: T.Expr) -> bool | None:
+    """A branch that is pending() has no value, so the other branch says whether it is money."""
+    pending = [isinstance(b, T.Call) and b.function == "pending" for b in (then, other)]
+    return other.money if pending[0] else then.money if pending[1] else None
 
 
 def _arithmetic_money(op: str, left: bool | None, right: bool | None) -> bool | None:
