@@ -201,10 +201,11 @@ def _move_into_place(stage: Path, out: Path) -> None:
 
 
 def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str]) -> None:
-    """Write id + computed columns as Parquet; money rounded half-up to the fen."""
+    """Write id + computed columns as Parquet; money rounded half-up to the fen; a value with no
+    value (pending review, NaN) is written as null."""
     arrays = {"id": ids if isinstance(ids, pa.ChunkedArray) else pa.array(list(ids), pa.string())}
     for name, col in columns.items():
         if col.dtype.kind == "f" and name in money:
             col = round_half_up(col)
-        arrays[name] = pa.array(col)
+        arrays[name] = pa.array(col, from_pandas=col.dtype.kind == "f")
     pq.write_table(pa.table(arrays), path, compression="zstd")

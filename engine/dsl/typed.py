@@ -202,7 +202,8 @@ def may_be_pending(node: Expr, nullable: set[tuple[str, str]] | frozenset) -> bo
     if isinstance(node, Var):
         return (node.owner, node.name) in nullable
     if isinstance(node, If):
-        return may_be_pending(node.then, nullable) or may_be_pending(node.otherwise, nullable)
+        return may_be_pending(node.then, nullable) or may_be_pending(node.otherwise, nullable) \
+            or bool(unknown_operands(node.condition, nullable))
     return any(may_be_pending(child, nullable) for child in children(node))
 
 
