@@ -180,17 +180,13 @@ class Checker:
         (the same row); a link with anything else is an error."""
         left, right = self._link_of(node.left, scope), self._link_of(node.right, scope)
         if left is None or right is None:
-            link, other_node = (left, node.right) if left is not None else (right, node.left)
-            assert link is not None
-            other = self.expr(other_node, scope, in_before)
-            raise _err("compare_link",
-                       f"'{node.op}' compares the link '{ast.to_text(link.syntax)}' (a {link.target}) with a "
-                       f"{_type_name(other.type)}: a link is compared only with another link to a {link.target}, "
-                       f"e.g. signed_institution == institution; to compare a value, read it through the link "
-                       f"({ast.to_text(link.syntax)}.level)",
-                       f"“{node.op}”把关联“{ast.to_text(link.syntax)}”（指向{link.target}）与{_type_zh(other.type)}相比较："
-                       f"关联只能与指向同一实体（{link.target}）的关联比较，例如 signed_institution == institution；"
-                       f"比较取值请通过关联读取（{ast.to_text(link.syntax)}.level）", node)
+            link = left if left is not None else right
+            assert link is not None and isinstance(link.syntax, ast.Name)
+            err = self._link_error(link.syntax, self.resolve(link.syntax, list(link.syntax.parts), scope, []))
+            raise FormulaError(err.code, f"{err.en}; or compare it with another link to a {link.target}, "
+                               f"e.g. signed_institution == institution",
+                               f"{err.zh}；或与另一个指向{link.target}的关联比较，例如 signed_institution == institution",
+                               err.offset)
         if left.target != right.target:
             raise _err("compare_link",
                        f"'{node.op}' compares links to different entities: '{ast.to_text(node.left)}' names a "
