@@ -123,8 +123,7 @@ def _evaluate(policy: Policy, pop: Population, table: pa.Table, big: str, step_n
     run_steps(policy, pop, big, step_names, ctx)
     for name in step_names:
         var = policy.model.entities[big].variables[name]
-        array = pa.array(pop.columns[big][name], ARROW_TYPES[var.type], from_pandas=var.type == "number") \
-            if var.type != "date" else \
+        array = pa.array(pop.columns[big][name], ARROW_TYPES[var.type]) if var.type != "date" else \
             pa.array(pop.columns[big][name].astype("datetime64[D]"), pa.date32())
         if name in table.column_names:
             table = table.set_column(table.column_names.index(name), name, array)
@@ -252,9 +251,15 @@ def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarra
 
 
 def round_money(batch: pa.RecordBatch, money: list[str]) -> pa.RecordBatch:
-    """Money columns rounded half-up to the fen with the engine's own rounding, as `settle` writes."""
-    arrays = [pa.array(round_half_up(batch.column(i).to_numpy(zero_copy_only=False)), from_pandas=True)
-              if name in money else batch.column(i) for i, name in enumerate(batch.schema.names)]
+    """Money columns rounded half-up to the fen with the engine's own rounding, as `settle` writes;
+    a number with no value (pending review: NaN while the passes run) written as null."""
+    arrays = []
+    for i, name in enumerate(batch.schema.names):
+        column = batch.column(i)
+        if pa.types.is_floating(column.type):
+            values = column.to_numpy(zero_copy_only=False)
+            column = pa.array(round_half_up(values) if name in money else values, column.type, from_pandas=True)
+        arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
 
