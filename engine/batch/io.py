@@ -202,13 +202,14 @@ def _move_into_place(stage: Path, out: Path) -> None:
 
 def write_entity(path: Path, ids: np.ndarray, columns: dict[str, np.ndarray], money: set[str],
                  metadata: dict[bytes, bytes] | None = None) -> int:
-    """Write id + computed columns as Parquet; money rounded half-up to the fen; `metadata` in
-    the schema (provenance). Returns the rows written."""
+    """Write id + computed columns as Parquet; money rounded half-up to the fen; a value with no
+    value (pending review, NaN) is written as null; `metadata` in the schema (provenance). Returns
+    the rows written."""
     arrays = {"id": ids if isinstance(ids, pa.ChunkedArray) else pa.array(list(ids), pa.string())}
     for name, col in columns.items():
         if col.dtype.kind == "f" and name in money:
             col = round_half_up(col)
-        arrays[name] = pa.array(col)
+        arrays[name] = pa.array(col, from_pandas=col.dtype.kind == "f")
     table = pa.table(arrays)
     if metadata:
         table = table.replace_schema_metadata(metadata)

@@ -179,9 +179,10 @@ def _partial_table(key: str, parent_ids: list[str], values: np.ndarray, groups: 
     """One aggregation's partial rows: a stats row per parent present, a row per nonzero limb sum."""
     rows = np.bincount(groups, minlength=size)
     low, high = np.full(size, np.inf), np.full(size, -np.inf)
-    np.minimum.at(low, groups, values)
-    np.maximum.at(high, groups, values)
-    sums, base = exact.partial_sums(values, groups, size)
+    with np.errstate(invalid="ignore"):  # a value with no value (NaN) makes low and high NaN: combine() sees it
+        np.minimum.at(low, groups, values)
+        np.maximum.at(high, groups, values)
+    sums, base = exact.partial_sums(np.where(np.isnan(values), 0.0, values), groups, size)
     present = np.flatnonzero(rows > 0)
     parent, limb = np.nonzero(sums)
     n, m = len(present), len(parent)
@@ -192,6 +193,19 @@ def _partial_table(key: str, parent_ids: list[str], values: np.ndarray, groups: 
                      "rows": np.concatenate([rows[present], np.zeros(m, np.int64)]).astype(np.int64),
                      "low": np.concatenate([low[present], np.full(m, np.inf)]),
                      "high": np.concatenate([high[present], np.full(m, -np.inf)])}, schema=PARTIAL_SCHEMA)
+
+
+def _numeric(how: str, total: np.ndarray, rows: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    if how == "sum":
+        return total
+    if how == "mean":
+        return np.divide(total, rows, out=np.zeros(len(rows)), where=rows > 0)
+    return low if how == "min" else high
+
+
+def _no_value_where(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """As locally: a total that took a value with no value has none."""
+    return np.where(missing, np.nan, values) if missing.any() else values
 
 
 def encode_key(key: tuple) -> str:
@@ -210,6 +224,7 @@ def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarra
     where = {pid: i for i, pid in enumerate(parent_ids)}
     size = len(parent_ids)
     rows, low, high = np.zeros(size), np.full(size, np.inf), np.full(size, -np.inf)
+    missing = np.zeros(size, dtype=bool)  # a partition took a value with no value (pending review)
     limbs: dict[int, dict[int, int]] = {}
     for parent, limb, value, n, lo, hi in partials:
         i = where.get(parent)
@@ -217,6 +232,7 @@ def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarra
             continue
         if limb is None:
             rows[i] += n
+            missing[i] |= lo != lo or hi != hi
             low[i], high[i] = min(low[i], lo), max(high[i], hi)
         else:
             by_limb = limbs.setdefault(i, {})
@@ -227,25 +243,25 @@ def combine(how: str, parent_ids: list[str], partials: list[tuple]) -> np.ndarra
         total[i] = exact.integer_to_float(
             sum(v << (exact.LIMB_BITS * (b - base)) for b, v in by_limb.items()), base)
     low[rows == 0], high[rows == 0] = 0.0, 0.0
-    if how == "sum":
-        return total
+    if how in ("sum", "mean", "min", "max"):
+        return _no_value_where(_numeric(how, total, rows, low, high), missing)
     if how == "count":
         return rows
-    if how == "mean":
-        return np.divide(total, rows, out=np.zeros(size), where=rows > 0)
-    if how == "min":
-        return low
-    if how == "max":
-        return high
     if how == "any":
         return total > 0
     return total == rows  # all: every row true (an empty group is true, as locally)
 
 
 def round_money(batch: pa.RecordBatch, money: list[str]) -> pa.RecordBatch:
-    """Money columns rounded half-up to the fen with the engine's own rounding, as `settle` writes."""
-    arrays = [pa.array(round_half_up(batch.column(i).to_numpy(zero_copy_only=False)))
-              if name in money else batch.column(i) for i, name in enumerate(batch.schema.names)]
+    """Money columns rounded half-up to the fen with the engine's own rounding, as `settle` writes;
+    a number with no value (pending review: NaN while the passes run) written as null."""
+    arrays = []
+    for i, name in enumerate(batch.schema.names):
+        column = batch.column(i)
+        if pa.types.is_floating(column.type):
+            values = column.to_numpy(zero_copy_only=False)
+            column = pa.array(round_half_up(values) if name in money else values, column.type, from_pandas=True)
+        arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.compile.compiler import Compiler
 from engine.compile.functions import FUNCTIONS
+from engine.dsl import typed as T
 from engine.dsl.checker import Checker
 from engine.errors import Diagnostic, FormulaError, PolicyError
 from engine.plan import plan as planning
@@ -37,21 +38,24 @@ def build(draft: Draft) -> Policy:
 
 
 def plan(draft: Draft) -> planning.Plan:
-    """Check and compile every formula, then order them; every formula error is reported at once."""
+    """Check every formula, find those that can give no value (pending), then compile and order
+    them; every formula error is reported at once."""
     policy = draft.policy
-    checker, compiler = Checker(policy.model, policy.parameters, policy.tables, FUNCTIONS), Compiler(policy)
-    steps = {}
+    checker = Checker(policy.model, policy.parameters, policy.tables, FUNCTIONS)
+    checked: dict[planning.Key, tuple] = {}
     for var in draft.formulas:
         try:
-            checked = checker.check(var)
+            checked[(var.entity, var.name)] = (var, checker.check(var))
         except FormulaError as err:
             draft.formula_problem(var, err)
-            continue
-        steps[(var.entity, var.name)] = planning.Step(var, checked, compiler.compile(checked, (var.entity, var.name)))
+    nullable = T.nullable_variables({key: c.node for key, (_, c) in checked.items()})
+    compiler = Compiler(policy, nullable)
+    steps = {key: planning.Step(var, c, compiler.compile(c, key), nullable=key in nullable)
+             for key, (var, c) in checked.items()}
     checks = [c for c in (compile_check(draft, checker, compiler, check) for check in draft.checks) if c]
     draft.fail_if_problems()
     try:
-        built = planning.build(steps, checks)
+        built = planning.build(steps, checks, nullable)
         built.compile = Compiler(policy).expr  # conditions evaluated again by the demand analysis (engine.run.demand)
         return built
     except planning.CycleError as err:

@@ -24,9 +24,11 @@ Fn = Callable[[Frame], Any]
 class Compiler:
     """Compiles the checked formulas of one policy."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, nullable: frozenset | None = None):
         self.policy = policy
         self.key: tuple | None = None
+        # variables that can have no value (pending); by default those of the policy's plan
+        self.nullable = nullable if nullable is not None else getattr(policy.plan, "nullable", frozenset())
 
     def compile(self, checked: Checked, key: tuple | None = None) -> Fn:
         """Closures for a checked formula; `key` (entity, variable) names its aggregations so that a
@@ -73,6 +75,11 @@ class Compiler:
             return builtins.gather(values, idx, default)
         return parent_value
 
+    def _link(self, node: T.Link) -> Fn:
+        """The row each row's link names (-1: no link), through the parents in `path` first."""
+        path = [*node.path, node.name]
+        return lambda frame: frame.parent_index(path)
+
     def _param(self, node: T.Param) -> Fn:
         name, is_date = node.name, node.type == "date"
 
@@ -104,7 +111,11 @@ class Compiler:
 
     def _compare(self, node: T.Compare) -> Fn:
         left, right = self.expr(node.left), self.expr(node.right)
+        if isinstance(node.left, T.Link):
+            return builtins.same_link(left, right, negate=node.op == "!=")
         op = builtins.BINARY[node.op]
+        if any(T.may_be_pending(side, self.nullable) for side in (node.left, node.right)):
+            return builtins.compare_values(op, left, right)
         return lambda frame: op(left(frame), right(frame))
 
     def _inlist(self, node: T.InList) -> Fn:
@@ -141,6 +152,9 @@ class Compiler:
 
     def _if(self, node: T.If) -> Fn:
         cond, then, other = self.expr(node.condition), self.expr(node.then), self.expr(node.otherwise)
+        unknown = [self.expr(n) for n in T.unknown_operands(node.condition, self.nullable)]
+        if unknown and node.type == "number":
+            return builtins.choose_known(cond, then, other, unknown)
         return lambda frame: builtins.choose(frame, cond(frame), then, other)
 
     def _index(self, node: T.Index) -> Fn:

@@ -570,6 +570,35 @@ def _warn_unweighted(frame: Frame, groups: np.ndarray, totals: np.ndarray, weigh
                        f"{int(lost.sum())} 个分组有待分配金额，但权重全为 0，未作分配", int(lost.sum()))
 
 
+# ---- no value: pending review (无值：待审核) ----------------------------------------------------------
+def pending_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    """pending() or pending("reason"): a number with no value (null in the result); the reason,
+    if given, is a text written in the formula."""
+    c.arity(node, 0, 1)
+    reason = node.args[0] if node.args else None
+    if reason is not None and not (isinstance(reason, ast.Literal) and reason.kind == "string"):
+        raise error("pending_reason", 'pending() takes at most a reason written as a text, e.g. '
+                    'pending("no standard in the catalogue")',
+                    'pending() 最多带一个以文本写明的原因，例如 pending("目录中无标准")', reason)
+    args = (c.expr(reason, scope, in_before),) if reason is not None else ()
+    return call(node, NUMERIC, scope, "elementwise", args, money=None)
+
+
+def pending_compile(c: Compiler, node: T.Call) -> Fn:
+    return lambda frame: np.nan
+
+
+def is_pending_check(c: Checker, node: ast.Call, scope: str, in_before: bool) -> T.Call:
+    c.arity(node, 1, 1)
+    value = c.typed_arg(node.args[0], scope, in_before, NUMERIC, "is_pending")
+    return call(node, "bool", scope, "elementwise", (value,), money=False)
+
+
+def is_pending_compile(c: Compiler, node: T.Call) -> Fn:
+    value = c.expr(node.args[0])
+    return lambda frame: np.isnan(np.asarray(value(frame), dtype=float))
+
+
 # ---- the built-ins ---------------------------------------------------------------------------
 for _entry in (
     smallest_or_largest("min", ("the smallest of the values (or of the child rows' values)",
@@ -622,6 +651,12 @@ for _entry in (
              "low ≤ x ≤ high 则为是；编码区间包含上限的下级编码（C97.1 属于 C00–C97）")),
     Builtin("has", has_check, has_compile, ("yes if the table has a row with this key",
                                             "查找表中有此键则为是"), trace=shown_whole),
+    Builtin("pending", pending_check, pending_compile,
+            ("no value: the amount waits for review (特病单议) and is null in the result; arithmetic and "
+             "totals that take it have no value either", "无值：金额待审核（特病单议），结果中为 null；"
+             "用到它的运算和汇总同样无值")),
+    Builtin("is_pending", is_pending_check, is_pending_compile,
+            ("yes if the value has none (pending review)", "该值无值（待审核）则为是")),
     Builtin("allocate", allocate_check, allocate_compile, ("a group total shared out in proportion to weights",
                                                            "按权重分配分组总额"),
             trace=lambda node: node.args),

@@ -129,6 +129,8 @@ class Checker:
         return T.Unary(node.pos, NUMERIC, scope, "-", operand, money=operand.money, syntax=node)
 
     def _binary(self, node: ast.Binary, scope: str, in_before: bool) -> T.Expr:
+        if node.op in ("==", "!=") and (self._link_of(node.left, scope) or self._link_of(node.right, scope)):
+            return self._link_compare(node, scope, in_before)
         left_node = self.expr(node.left, scope, in_before)
         right_node = self.expr(node.right, scope, in_before)
         left, right, op = left_node.type, right_node.type, node.op
@@ -158,6 +160,41 @@ class Checker:
         self._check_category(right_node, left_node)
         return T.Compare(node.pos, "bool", scope, op, left_node, right_node, money=False, syntax=node)
 
+    def _link_of(self, node: ast.Node, scope: str) -> T.Link | None:
+        """The link a name stands for (`signed_institution`, `institution.fund`), or None."""
+        if not isinstance(node, ast.Name) or self.table_scope is not None:
+            return None
+        try:
+            ref = self.resolve(node, list(node.parts), scope, [])
+        except FormulaError:
+            return None
+        links = self.model.entities[ref.entity].links if ref.kind == "var" else {}
+        if ref.name not in links:
+            return None
+        target = links[ref.name]
+        return T.Link(node.pos, f"link:{target}", scope, ref.name, ref.entity, target, tuple(ref.path),
+                      money=False, syntax=node)
+
+    def _link_compare(self, node: ast.Binary, scope: str, in_before: bool) -> T.Expr:
+        """`signed_institution == institution`: two links to the same entity compared as identities
+        (the same row); a link with anything else is an error."""
+        left, right = self._link_of(node.left, scope), self._link_of(node.right, scope)
+        if left is None or right is None:
+            link = left if left is not None else right
+            assert link is not None and isinstance(link.syntax, ast.Name)
+            err = self._link_error(link.syntax, self.resolve(link.syntax, list(link.syntax.parts), scope, []))
+            raise FormulaError(err.code, f"{err.en}; or compare it with another link to a {link.target}, "
+                               f"e.g. signed_institution == institution",
+                               f"{err.zh}；或与另一个指向{link.target}的关联比较，例如 signed_institution == institution",
+                               err.offset)
+        if left.target != right.target:
+            raise _err("compare_link",
+                       f"'{node.op}' compares links to different entities: '{ast.to_text(node.left)}' names a "
+                       f"{left.target}, '{ast.to_text(node.right)}' a {right.target}; they can never be the same row",
+                       f"“{node.op}”比较指向不同实体的关联：“{ast.to_text(node.left)}”指向{left.target}，"
+                       f"“{ast.to_text(node.right)}”指向{right.target}，二者不可能是同一行", node)
+        return T.Compare(node.pos, "bool", scope, node.op, left, right, money=False, syntax=node)
+
     def _inlist(self, node: ast.InList, scope: str, in_before: bool) -> T.Expr:
         value = self.expr(node.value, scope, in_before)
         options = self.expr(node.options, scope, in_before)
@@ -184,7 +221,7 @@ class Checker:
             raise _err("branch_types",
                        f"'then' gives a {_type_name(then.type)} but 'else' gives a {_type_name(other.type)}",
                        f"“then”分支是{_type_zh(then.type)}，而“else”分支是{_type_zh(other.type)}", node.otherwise)
-        money = then.money if then.money == other.money else None
+        money = then.money if then.money == other.money else _money_beside_pending(then, other)
         return T.If(node.pos, then.type, scope, cond, then, other, money=money, syntax=node)
 
     def _index(self, node: ast.Index, scope: str, in_before: bool) -> T.Expr:
@@ -448,6 +485,12 @@ class Checker:
 def _same_money(items) -> bool | None:
     flags = {item.money for item in items}
     return flags.pop() if len(flags) == 1 else None
+
+
+def _money_beside_pending(then: T.Expr, other: T.Expr) -> bool | None:
+    """A branch that is pending() has no value, so the other branch says whether it is money."""
+    pending = [isinstance(b, T.Call) and b.function == "pending" for b in (then, other)]
+    return other.money if pending[0] else then.money if pending[1] else None
 
 
 def _arithmetic_money(op: str, left: bool | None, right: bool | None) -> bool | None:

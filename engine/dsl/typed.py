@@ -50,6 +50,18 @@ class Var(Expr):
 
 
 @dataclass(frozen=True)
+class Link(Expr):
+    """A link of `owner` (the same entity when `path` is empty, else a parent reached through
+    `path`) used as an identity: the row of `target` it names, compared only with another link to
+    the same entity (`signed_institution == institution`). `type` is "link:<target>"."""
+
+    name: str
+    owner: str
+    target: str
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rows(Expr):
     """The entity's own name used as a value: 1 per row (so sum(claim) counts claims)."""
 
@@ -167,3 +179,59 @@ def text(node: Expr) -> str:
         raise ValueError("node without syntax")
     out = ast.to_text(node.syntax)
     return out[1:-1] if isinstance(node.syntax, ast.Binary) else out
+
+
+# ---- values pending review (待审核，无值) -----------------------------------------------------
+# Calls whose result is a yes/no, a count or a text: never "no value", whatever they read.
+NEVER_PENDING = ("count", "any", "all", "is_pending", "has", "starts_with", "between")
+
+
+def may_be_pending(node: Expr, nullable: set[tuple[str, str]] | frozenset) -> bool:
+    """Whether a node can have no value (`pending(...)`, directly or through a variable of
+    `nullable`, keys (entity, name)). Only numbers can: a comparison of a value with no value is
+    false, so yes/no values always have one; an aggregation is pending when a value it reads may
+    be (at run time only the rows its filter keeps count)."""
+    if node.type != "number":
+        return False
+    if isinstance(node, Call):
+        if node.function == "pending":
+            return True
+        if node.function in NEVER_PENDING:
+            return False
+        return any(may_be_pending(a, nullable) for a in (*node.args, *(v for _, v in node.keywords)))
+    if isinstance(node, Var):
+        return (node.owner, node.name) in nullable
+    if isinstance(node, If):
+        return may_be_pending(node.then, nullable) or may_be_pending(node.otherwise, nullable) \
+            or bool(unknown_operands(node.condition, nullable))
+    return any(may_be_pending(child, nullable) for child in children(node))
+
+
+def nullable_variables(trees: dict[tuple[str, str], Expr]) -> frozenset[tuple[str, str]]:
+    """The variables (entity, name) whose formula can give no value, directly or through others
+    (a fixpoint over the formulas; a loop between formulas is reported elsewhere)."""
+    found: set[tuple[str, str]] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key, tree in trees.items():
+            if key not in found and may_be_pending(tree, found):
+                found.add(key)
+                changed = True
+    return frozenset(found)
+
+
+def unknown_operands(condition: Expr, nullable: set[tuple[str, str]] | frozenset) -> list[Expr]:
+    """The numbers a condition compares that may have no value: where one has none, the
+    comparison has no answer, and an `if` on it gives no value either."""
+    out: list[Expr] = []
+
+    def visit(node: Expr) -> None:
+        if isinstance(node, (Compare, InList)) or isinstance(node, Call) and node.function == "between":
+            out.extend(c for c in children(node) if may_be_pending(c, nullable))
+        if isinstance(node, Call) and node.kind not in ("elementwise", "text"):
+            return  # an aggregation, chain or lookup reads other rows: its own value is the operand
+        for child in children(node):
+            visit(child)
+    visit(condition)
+    return out

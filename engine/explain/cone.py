@@ -17,7 +17,7 @@ import numpy as np
 from engine.compile.compiler import Compiler
 from engine.dsl import typed as T
 from engine.errors import InputFault, SituationError
-from engine.explain.trace import functions_of, input_nodes, json_value, label
+from engine.explain.trace import functions_of, input_nodes, json_value, label, link_ids
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
 from engine.run.evaluate import checked_situation, run_required, run_steps
@@ -216,6 +216,9 @@ class Explainer:
             item.update(self._parameter(node.param, text, entity, row), value=item["value"])
         elif isinstance(node, T.Var):
             self._variable(item, node, entity, row, depth)
+        elif isinstance(node, T.Link):
+            item["kind"] = "link"
+            item["entity"] = node.target
         elif isinstance(node, T.Call) and node.kind == "aggregate":
             item["kind"] = "aggregate"
             item["children"] = self.children(node, entity, row)
@@ -266,6 +269,8 @@ class Explainer:
         entity (aggregations, allocations) are computed once as whole columns."""
         if isinstance(node, T.Var) and not node.path:
             return self._stored(entity, node.name)[row]
+        if isinstance(node, T.Link):
+            return link_ids(self.pop, entity, node, np.array([row]))[0]
         if isinstance(node, T.Call) and (node.kind in ("aggregate", "allocate") or node.all_rows):
             return self.column(node, entity)[row]
         frame = Frame(self.pop, entity, self.ctx, np.array([row]))

@@ -27,7 +27,7 @@ def input_nodes(node: T.Expr) -> list[T.Expr]:
     out: list[T.Expr] = []
 
     def visit(n: T.Expr) -> None:
-        if isinstance(n, (T.Index, T.Var, T.Param)):
+        if isinstance(n, (T.Index, T.Var, T.Param, T.Link)):
             out.append(n)
             return
         if isinstance(n, T.Call):
@@ -49,6 +49,15 @@ def input_nodes(node: T.Expr) -> list[T.Expr]:
 def label(node: T.Expr) -> str:
     """The text of a sub-expression as a reader would write it (no outer parentheses)."""
     return T.text(node)
+
+
+def link_ids(pop: Population, entity: str, node: T.Link, rows: np.ndarray | None = None) -> np.ndarray:
+    """The id each row's link names (None where it names nothing), as a trace shows a link."""
+    idx = pop.parent_index(entity, [*node.path, node.name], rows)
+    ids = pop.ids[node.target]
+    out = np.full(len(idx), None, dtype=object)
+    out[idx >= 0] = ids[idx[idx >= 0]]
+    return out
 
 
 def functions_of(node: T.Expr) -> dict[str, dict[str, str]]:
@@ -88,6 +97,9 @@ def build_trace(policy: Policy, pop: Population, ctx: RunContext, steps: list[St
         for node in input_nodes(step.checked.node):
             if isinstance(node, T.Param) and (node.type in ("map", "bands") or node.type.startswith("list:")):
                 columns[label(node)] = ("param", node.name)
+                continue
+            if isinstance(node, T.Link):
+                columns[label(node)] = ("column", False, link_ids(pop, var.entity, node))
                 continue
             columns[label(node)] = ("column", isinstance(node, T.Var) and bool(node.money),
                                     frame.full(compiler.expr(node)(frame)))

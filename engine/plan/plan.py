@@ -21,6 +21,7 @@ class Step:
     variable: Variable
     checked: Checked
     fn: Callable[[Any], Any]
+    nullable: bool = False  # the formula can give no value (pending): null is kept, not made 0
 
     @property
     def key(self) -> Key:
@@ -53,6 +54,7 @@ class Plan:
     by_key: dict[Key, Step] = field(default_factory=dict)
     checks: list[CheckStep] = field(default_factory=list)
     compile: Callable[[Any], Callable[[Any], Any]] | None = None  # typed node → closure (set by the builder)
+    nullable: frozenset[Key] = frozenset()  # variables whose formula can give no value (pending)
 
     def __post_init__(self):
         self.by_key = {s.key: s for s in self.steps}
@@ -105,10 +107,11 @@ def order(steps: dict[Key, Step]) -> list[Key] | list[Key]:
     return list(graph.static_order())
 
 
-def build(steps: dict[Key, Step], checks: list[CheckStep] | None = None) -> Plan:
+def build(steps: dict[Key, Step], checks: list[CheckStep] | None = None,
+          nullable: frozenset[Key] = frozenset()) -> Plan:
     """A plan from compiled steps and checks; CycleError (args[1] is the loop) when formulas depend
     on each other."""
-    return Plan([steps[k] for k in order(steps)], checks=list(checks or []))
+    return Plan([steps[k] for k in order(steps)], checks=list(checks or []), nullable=nullable)
 
 
 __all__ = ["CheckStep", "CycleError", "Plan", "Step", "build"]

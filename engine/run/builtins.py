@@ -97,6 +97,47 @@ def gather(values: np.ndarray, idx: np.ndarray, default) -> np.ndarray:
     return np.where(idx >= 0, picked, default)
 
 
+def same_link(left: Callable, right: Callable, negate: bool) -> Callable[[Frame], np.ndarray]:
+    """Two links compared as identities (rows of the same entity): equal when both name the same
+    row; a missing link (-1) is equal to nothing, and `!=` is the negation of `==`."""
+    def compare(frame: Frame) -> np.ndarray:
+        a, b = np.asarray(left(frame)), np.asarray(right(frame))
+        same = (a == b) & (a >= 0)
+        return ~same if negate else same
+    return compare
+
+
+def _no_value(value) -> np.ndarray:
+    """Where a number has no value (pending review: NaN)."""
+    arr = np.asarray(value)
+    return np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(arr.shape, dtype=bool)
+
+
+def compare_values(op: Callable, left: Callable, right: Callable) -> Callable[[Frame], Any]:
+    """A comparison where a side may have no value: with no value it does not hold (`==` and `!=`
+    alike), so a filter leaves such rows out and a check does not pass on them."""
+    def compare(frame: Frame):
+        a, b = left(frame), right(frame)
+        return np.logical_and(op(a, b), ~(_no_value(a) | _no_value(b)))
+    return compare
+
+
+def choose_known(cond: Callable, then: Callable, other: Callable, operands: list[Callable]) -> Callable:
+    """if-then-else whose condition compares values that may have none: where one has none the
+    condition has no answer and the result has no value."""
+    def pick(frame: Frame):
+        unknown = np.zeros(frame.size, dtype=bool)
+        for operand in operands:
+            unknown |= np.broadcast_to(_no_value(operand(frame)), (frame.size,))
+        result = choose(frame, cond(frame), then, other)
+        if not unknown.any():
+            return result
+        out = np.array(np.broadcast_to(np.asarray(result, dtype=float), (frame.size,)))
+        out[unknown] = np.nan
+        return out
+    return pick
+
+
 def choose(frame: Frame, cond, then: Callable, other: Callable):
     """Lazy if-then-else: each branch is evaluated only on the rows that take it."""
     if np.ndim(cond) == 0:

@@ -32,11 +32,12 @@ def cast(values: Any, var_type: str, n: int) -> np.ndarray:
     return arr.astype(DTYPES[var_type], copy=False)
 
 
-def finite(column: np.ndarray, ctx: RunContext) -> np.ndarray:
-    """No NaN or infinity ever leaves a step: such values become 0, with a warning."""
+def finite(column: np.ndarray, ctx: RunContext, keep_null: bool = False) -> np.ndarray:
+    """No NaN or infinity ever leaves a step: such values become 0, with a warning; except that a
+    formula which can give no value (pending review, `keep_null`) keeps NaN as its null."""
     if column.dtype.kind != "f":
         return column
-    bad = ~np.isfinite(column)
+    bad = np.isinf(column) if keep_null else ~np.isfinite(column)
     if bad.any():
         ctx.warn("non_finite", "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
                  "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", int(bad.sum()))
@@ -70,13 +71,14 @@ def _run_step(step: Step, pop: Population, ctx: RunContext) -> bool:
         _run_along_chains(step, pop, ctx, given)
         return True
     if given is None:
-        pop.columns[entity][var.name] = finite(cast(step.fn(Frame(pop, entity, ctx)), var.type, n), ctx)
+        pop.columns[entity][var.name] = finite(cast(step.fn(Frame(pop, entity, ctx)), var.type, n), ctx,
+                                               step.nullable)
         return True
     rows = np.flatnonzero(~given[1])
     computed = cast(step.fn(Frame(pop, entity, ctx, rows)), var.type, len(rows))
     column = given[0].astype(np.result_type(given[0], computed), copy=True)
     column[rows] = computed
-    pop.columns[entity][var.name] = finite(column, ctx)
+    pop.columns[entity][var.name] = finite(column, ctx, step.nullable)
     return True
 
 
@@ -103,7 +105,7 @@ def _run_along_chains(step: Step, pop: Population, ctx: RunContext, given) -> No
     if text:
         pop.columns[var.entity][var.name] = column.astype(str)
     else:
-        pop.columns[var.entity][var.name] = finite(column, ctx)
+        pop.columns[var.entity][var.name] = finite(column, ctx, step.nullable)
 
 
 def evaluate_situation(policy: Policy, situation: Situation) -> tuple[Population, RunContext, list[Step]]:
