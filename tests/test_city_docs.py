@@ -92,6 +92,14 @@ def raw(city: str) -> dict:
     return yaml.safe_load((POLICIES / f"{city}.yaml").read_text(encoding="utf-8"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_policies():
+    """The loaded policies are kept for this module only, not for the rest of the session."""
+    yield
+    for cached in (notice, notice_text, policy, raw):
+        cached.cache_clear()
+
+
 def page(city: str) -> str:
     return (DOCS / "cities" / f"{city}.md").read_text(encoding="utf-8")
 
