@@ -7,8 +7,9 @@
 - docs/cities/<city>.md: its parameter table gives every parameter's value and clause (or
   `assumed`) as the policy does; a parameter quoted in the prose with a number has the policy's
   number; every clause it cites exists in the notice; its open readings are the policy's; every
-  assumed rule, table and check is named.
-- docs/cities.md: the patient-share formulas quoted for each city are the policies' own.
+  assumed rule, table and check, and every policy check, is named; Panzhihua's per-diem rate
+  table is the CSV's.
+- docs/cities.md: the patient-share formulas and the edges quoted for each city are the policies'.
 - `medpay validate` lists, per city, each assumed value with its reason and each open reading, in
   both languages; the API describes notes and reasons as {zh, en}.
 
@@ -299,6 +300,12 @@ def test_every_assumed_rule_table_and_check_is_named(city):
     unnamed = [where for where, _ in policy(city).assumptions
                if not where.startswith("parameters.") and f"`{where}`" not in text]
     assert unnamed == []
+
+
+@pytest.mark.parametrize("city", CITIES)
+def test_every_check_is_named(city):
+    text = page(city)
+    assert [c.name for c in policy(city).checks if f"`{c.name}`" not in text] == []
 
 
 def test_the_panzhihua_per_diem_rates_are_the_tables():
