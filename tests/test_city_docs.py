@@ -373,8 +373,12 @@ def test_validate_lists_assumed_values_and_open_readings_in_both_languages(city,
         assert f"    - {r.clause}: {r.text.en} / {r.text.zh}" in out
 
 
-def test_the_api_describes_notes_and_reasons_in_both_languages():
-    client = TestClient(create_app(POLICIES, watch=False), base_url="http://localhost")
+def test_the_api_describes_notes_and_reasons_in_both_languages(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "hangzhou.yaml").write_text((POLICIES / "hangzhou.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    for table in POLICIES.glob("tables/hangzhou_*.csv"):
+        (tmp_path / "tables" / table.name).write_text(table.read_text(encoding="utf-8"), encoding="utf-8")
+    client = TestClient(create_app(tmp_path, watch=False), base_url="http://localhost")
     body = client.get("/v1/cities/hangzhou").json()
     reason = body["parameters"]["base_points"]["assumed"]
     assert set(reason) == {"zh", "en"} and "基准点数" in reason["zh"] and "no number" in reason["en"]
