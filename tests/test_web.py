@@ -450,3 +450,33 @@ def test_clearing_statement_opens_as_a_printable_page(page):
     statement.set_viewport_size({"width": 1000, "height": 900})
     statement.screenshot(path=str(ARTIFACTS / "statement.png"), full_page=True)
     statement.close()
+
+
+def test_notes_and_reasons_in_the_readers_language(page):
+    """In Chinese the notes, assumption reasons and readings are the Chinese texts of the policy; the
+    English switch shows the English ones. A missing clause reads 无 / none, never a dash like 一."""
+    goto(page, "#/policy/hangzhou", "policy")
+    point_value = page.locator("tr[data-name='fund.point_value'] .note-text")
+    expect(point_value).to_contain_text("全费用口径")
+    expect(point_value).to_have_attribute("lang", "zh-CN")
+    expect(point_value).not_to_contain_text("full-cost basis")
+    reason = page.locator("#clause-assumed tr[data-name='base_points'] .assumed-text")
+    expect(reason).to_contain_text("未给出数值")
+    expect(reason).not_to_contain_text("gives no number")
+    reading = page.locator("#policy-readings tr.is-open[data-clause='二（二）1（7）']")
+    expect(reading).to_contain_text("提前清算")
+    expect(reading).to_contain_text("待定")
+    # clause 一 in its badge; no clause: a distinct 无
+    expect(page.locator("tr[data-name='growth_cap'] td.src .clause")).to_have_text("一")
+    none = page.locator("tr[data-name='claim.drg_group'] td.src .no-clause")
+    expect(none).to_have_text("无")
+    assert "—" not in page.locator("section.clause-group td.src").all_text_contents()
+
+    page.locator("#lang-toggle").click()
+    page.wait_for_function("document.documentElement.lang === 'en'")
+    expect(point_value).to_contain_text("full-cost basis")
+    expect(point_value).to_have_attribute("lang", "en")
+    expect(reason).to_contain_text("gives no number")
+    expect(reading).to_contain_text("cleared early")
+    expect(none).to_have_text("none")
+    shot(page, "policy-notes-english")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.model.spec import text_dict
 from engine.policy.spec import Policy
 
 
@@ -14,12 +15,14 @@ def city_summary(versions: list[Policy]) -> dict:
 
 
 def policy_detail(policy: Policy) -> dict:
+    """Everything the policy page shows; every note and assumption reason as `{zh, en}`, and the
+    assumed values again as `assumptions` (`assumed` keeps the one-line texts of `validate`)."""
     params = {}
     for name, p in policy.parameters.items():
         params[name] = {"label": vars(p.label), "unit": p.unit, "kind": p.kind,
                         "values": [{"from": v.start.isoformat(), "value": v.value, "source": v.source}
                                    for v in p.versions],
-                        "source": p.source, "assumed": p.assumed, "note": p.note}
+                        "source": p.source, "assumed": text_dict(p.assumed), "note": text_dict(p.note)}
     variables = []
     for entity in policy.model.entities.values():
         for v in entity.variables.values():
@@ -28,12 +31,15 @@ def policy_detail(policy: Policy) -> dict:
             variables.append({"entity": entity.name, "name": v.name, "label": vars(v.label), "type": v.type,
                               "unit": v.unit, "input": v.is_input,
                               "formula": " ".join(v.formula.split()) if v.formula else None,
-                              "source": v.source, "assumed": v.assumed, "note": v.note})
+                              "source": v.source, "assumed": text_dict(v.assumed), "note": text_dict(v.note)})
     tables = {name: {"label": vars(t.label), "key": t.key, "columns": list(t.columns), "file": t.file,
-                     "rows": len(t.index), "source": t.source, "assumed": t.assumed, "note": t.note}
+                     "rows": len(t.index), "source": t.source, "assumed": text_dict(t.assumed),
+                     "note": text_dict(t.note)}
               for name, t in policy.tables.items()}
     checks = [c.describe() for c in policy.checks]
     return {"policy": policy.meta.to_dict(), "parameters": params, "variables": variables, "tables": tables,
             "checks": checks, "readings": [r.describe() for r in policy.readings],
             "stages": [{"entity": e, "variables": names} for e, names in policy.plan.stages()],
-            "assumed": policy.assumed, "digest": policy.digest, "statements": list(policy.statements)}
+            "assumed": policy.assumed, "assumptions": [{"name": where, "reason": text_dict(why)}
+                                                     for where, why in policy.assumptions],
+            "digest": policy.digest, "statements": list(policy.statements)}

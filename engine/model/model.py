@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.model.spec import Chain, Coverage, Derivation, Entity, KeyPart, Label, Variable
+from engine.model.spec import Chain, Coverage, Derivation, Entity, KeyPart, Label, Variable, text_of
 
 MODEL_FILE = Path(__file__).with_name("model.yaml")  # package data: works from an installed wheel
 KEY_FUNCTION = re.compile(r"^(month)\(([A-Za-z_][A-Za-z0-9_]*)\)$")  # month(discharge_date)
@@ -25,7 +25,7 @@ def field_from(name: str, entity: str, spec: dict, path: tuple = ()) -> Variable
     return Variable(name=name, entity=entity, type=spec.get("type", "number"), unit=spec.get("unit", ""),
                     label=label_of(spec.get("label")), default=spec.get("default"),
                     required=spec.get("required"),
-                    values=spec.get("values"), minimum=spec.get("min"), note=spec.get("note"), path=path)
+                    values=spec.get("values"), minimum=spec.get("min"), note=text_of(spec.get("note")), path=path)
 
 
 def key_part(text: str) -> KeyPart:

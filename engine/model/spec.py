@@ -15,6 +15,51 @@ class Label:
     en: str = ""
 
 
+class Text(str):
+    """A note or an assumption's reason in Chinese and English (中英文说明).
+
+    It is also a plain string, "en / zh" (one text when both are the same), so that code that only
+    shows it keeps working; `zh` and `en` give each language."""
+
+    zh: str
+    en: str
+
+    def __new__(cls, zh: str, en: str) -> Text:
+        zh, en = " ".join(str(zh).split()), " ".join(str(en).split())
+        obj = super().__new__(cls, en if zh == en or not zh else zh if not en else f"{en} / {zh}")
+        obj.zh, obj.en = zh or en, en or zh
+        return obj
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickling (distributed runs)
+        return (self.zh, self.en)
+
+    @property
+    def bilingual(self) -> bool:
+        """Written in both languages (a plain string is one text for both)."""
+        return self.zh != self.en
+
+    def to_dict(self) -> dict:
+        return {"zh": self.zh, "en": self.en}
+
+
+def text_of(data: object) -> Text | None:
+    """A `note:` or `assumed:` value: `{zh: …, en: …}`, or a plain string (the same text for both
+    languages, accepted for compatibility); None when absent."""
+    if data is None:
+        return None
+    if isinstance(data, Text):
+        return data
+    if isinstance(data, dict):
+        return Text(str(data.get("zh", "")), str(data.get("en", "")))
+    return Text(str(data), str(data))
+
+
+def text_dict(text: object) -> dict | None:
+    """A note or reason as JSON, `{zh, en}` (the API's policy description); None when absent."""
+    found = text_of(text)
+    return found.to_dict() if found is not None else None
+
+
 @dataclass
 class Variable:
     """A named column of one entity: an input field, or a formula (变量)."""
@@ -31,8 +76,8 @@ class Variable:
     values: list[str] | None = None
     minimum: float | None = None
     source: str | None = None
-    assumed: str | None = None
-    note: str | None = None
+    assumed: Text | None = None
+    note: Text | None = None
     path: tuple = ()
 
     @property

@@ -19,7 +19,7 @@ from engine import settings
 from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
-from engine.model.spec import Variable
+from engine.model.spec import Variable, text_of
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyCheck, PolicyMeta, Reading
 from engine.policy.statement import read_statements
@@ -163,10 +163,11 @@ class _Builder:
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
         policy.readings, policy.statements = readings, statements
-        policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
-            [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
-            [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \
-            [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed]
+        policy.assumptions = [(f"parameters.{n}", p.assumed) for n, p in parameters.items() if p.assumed] + \
+            [(f"variables.{v.entity}.{v.name}", v.assumed) for v in formulas if v.assumed] + \
+            [(f"tables.{n}", t.assumed) for n, t in tables.items() if t.assumed] + \
+            [(f"checks.{c.entity}.{c.name}", c.assumed) for c in checks if c.assumed]
+        policy.assumed = [f"{where}: {why}" for where, why in policy.assumptions]
         return Draft(policy, formulas, self.source, self.problems, checks)
 
     def chains(self, model: Model) -> None:
@@ -261,7 +262,7 @@ class _Builder:
                         self.source.key_location((*path, "required"))))
                     continue
                 var = field_from(name, entity_name, spec, path)
-                var.source, var.assumed, var.note = spec.get("source"), spec.get("assumed"), spec.get("note")
+                var.source, var.assumed, var.note = spec.get("source"), text_of(spec.get("assumed")), text_of(spec.get("note"))
                 entity.variables[name] = var
                 if "formula" not in spec:
                     continue
@@ -311,7 +312,7 @@ class _Builder:
         formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else \
             self.source.text_as_written((*path, "formula"), str(spec["formula"]))
         check = PolicyCheck(name, entity_name, formula, spec["severity"], label_of(spec["message"]),
-                            spec.get("source"), spec.get("assumed"), spec.get("note"), path)
+                            spec.get("source"), text_of(spec.get("assumed")), text_of(spec.get("note")), path)
         if not (check.source or check.assumed):
             self.problems.append(Diagnostic(
                 "missing_provenance",

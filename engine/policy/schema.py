@@ -40,10 +40,17 @@ def schema_diagnostics(source: SourceText) -> list[Diagnostic]:
     return [_diagnostic(source, err) for err in _leaf_errors(errors)]
 
 
+def _is_text(err: ValidationError) -> bool:
+    """The error is about a note or a reason (`$defs/text`: a string or `{zh, en}`)."""
+    return err.validator == "anyOf" and err.schema == validator().schema["$defs"]["text"]
+
+
 def _leaf_errors(errors: list[ValidationError]) -> list[ValidationError]:
     out = []
     for err in errors:
-        if err.context:  # anyOf / oneOf: report the most specific alternative
+        if _is_text(err):
+            out.append(err)
+        elif err.context:  # anyOf / oneOf: report the most specific alternative
             out.append(min(err.context, key=lambda e: (-len(e.absolute_path), e.validator != "type")))
         else:
             out.append(err)
@@ -54,6 +61,8 @@ def _diagnostic(source: SourceText, err: ValidationError) -> Diagnostic:
     path = tuple(err.absolute_path)
     where = shown(".".join(str(p) for p in path), 120) or "the top level"
     kind = err.validator
+    if _is_text(err):
+        return _text_diagnostic(source, path, where, err.instance)
     if kind == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in allowed]
@@ -97,6 +106,29 @@ def _diagnostic(source: SourceText, err: ValidationError) -> Diagnostic:
                           source.location(path))
     return Diagnostic("schema", f"{where}: {shown(err.message, 200)}", f"{where}：结构不符合要求（{shown(err.message, 200)}）",
                       source.location(path))
+
+
+def _text_diagnostic(source: SourceText, path: tuple, where: str, value: Any) -> Diagnostic:
+    """A note or a reason that is neither a text nor `{zh: …, en: …}`: say which part is wrong."""
+    if isinstance(value, dict):
+        extra = [str(k) for k in value if k not in ("zh", "en")]
+        missing = [k for k in ("zh", "en") if not (isinstance(value.get(k), str) and value.get(k))]
+        fault_en = (f"'{shown(extra[0])}' is not a language (write zh and en)" if extra
+                    else f"its {' and '.join(missing)} text is missing or empty")
+        fault_zh = (f"“{shown(extra[0])}”不是语言键（应为 zh 和 en）" if extra
+                    else f"缺少 {'、'.join(missing)} 文本或为空")
+    else:
+        fault_en = f"it is {'empty' if value == '' else _describe(value)}"
+        fault_zh = f"当前为{_describe_zh(value)}"
+    return Diagnostic("bad_text", f"{where} must be written in both languages, {{zh: …, en: …}} "
+                      f"(or as one plain text): {fault_en}",
+                      f"{where} 应写成中英文两种语言 {{zh: …, en: …}}（或一段文字）：{fault_zh}", source.location(path))
+
+
+def _describe_zh(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "映射" if isinstance(value, dict) else "列表"
+    return "空" if value in (None, "") else f"“{shown(value)}”"
 
 
 _TYPE_EN = {"object": "a set of 'key: value' entries", "array": "a list", "string": "a text",

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.model.model import Model
-from engine.model.spec import Label, Variable
+from engine.model.spec import Label, Text, Variable, text_dict
 
 
 @dataclass
@@ -29,8 +29,8 @@ class Parameter:
     versions: list[ParameterVersion]
     unit: str = ""
     source: str | None = None
-    assumed: str | None = None
-    note: str | None = None
+    assumed: Text | None = None
+    note: Text | None = None
     path: tuple = ()
     value_type: str = "number"  # for maps and lists: the type of the values (number or string)
 
@@ -53,8 +53,8 @@ class Table:
     columns: dict[str, list[Any]]
     file: str
     source: str | None = None
-    assumed: str | None = None
-    note: str | None = None
+    assumed: Text | None = None
+    note: Text | None = None
     index: dict[tuple, int] = field(default_factory=dict)
     path: str = ""  # the file it was read from, resolved
     text: str = field(default="", repr=False)  # its CSV text, for drafts checked against the served tables
@@ -133,8 +133,8 @@ class PolicyCheck:
     severity: str
     message: Label
     source: str | None = None
-    assumed: str | None = None
-    note: str | None = None
+    assumed: Text | None = None
+    note: Text | None = None
     path: tuple = ()
     node: Any = None  # the parsed formula
 
@@ -152,7 +152,7 @@ class PolicyCheck:
         """The check as JSON (API, page, validate)."""
         return {"entity": self.entity, "name": self.name, "formula": " ".join(self.formula.split()),
                 "severity": self.severity, "message": {"zh": self.message.zh, "en": self.message.en},
-                "source": self.source, "assumed": self.assumed, "note": self.note}
+                "source": self.source, "assumed": text_dict(self.assumed), "note": text_dict(self.note)}
 
 
 @dataclass
@@ -164,7 +164,8 @@ class Policy:
     file: str
     digest: str
     plan: Any = None  # engine.plan.Plan, attached after checking
-    assumed: list[str] = field(default_factory=list)
+    assumed: list[str] = field(default_factory=list)  # "where: en / zh", one line per assumed value
+    assumptions: list[tuple[str, Text]] = field(default_factory=list)  # (where, reason in both languages)
     checks: list[PolicyCheck] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
     statements: dict = field(default_factory=dict)  # entity → engine.policy.statement.StatementSpec

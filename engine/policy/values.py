@@ -15,6 +15,7 @@ from typing import Any
 from engine import settings
 from engine.errors import Diagnostic
 from engine.model.model import label_of
+from engine.model.spec import text_of
 from engine.policy.spec import Parameter, ParameterVersion, Table
 from engine.policy.yaml_source import SourceText, shown
 
@@ -236,8 +237,8 @@ def build_parameter(name: str, spec: dict, source: SourceText, start: dt.date,
         return None
     value_type = "string" if "string" in types else "number"
     return Parameter(name=name, label=label_of(spec.get("label")), kind=kind, versions=versions,
-                     unit=spec.get("unit", ""), source=spec.get("source"), assumed=spec.get("assumed"),
-                     note=spec.get("note"), path=path, value_type=value_type)
+                     unit=spec.get("unit", ""), source=spec.get("source"), assumed=text_of(spec.get("assumed")),
+                     note=text_of(spec.get("note")), path=path, value_type=value_type)
 
 
 class TableUnavailable(Exception):
@@ -371,8 +372,8 @@ def read_table(name: str, spec: dict, base_dir: Path, source: SourceText,
                                    f"表“{name}”必须注明条款出处（source）或说明假设理由（assumed）",
                                    source.key_location(path)))
     return Table(name=name, label=label_of(spec.get("label")), key=list(spec["key"]), columns=columns,
-                 file=written, source=spec.get("source"), assumed=spec.get("assumed"),
-                 note=spec.get("note"), index=index, path=str(file), text=text)
+                 file=written, source=spec.get("source"), assumed=text_of(spec.get("assumed")),
+                 note=text_of(spec.get("note")), index=index, path=str(file), text=text)
 
 
 def _csv_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:

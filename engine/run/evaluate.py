@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputFault, LimitExceeded, SituationError
+from engine.model.spec import text_of
 from engine.period import Period, parse_period
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
@@ -252,14 +253,14 @@ def warnings_of(policy: Policy, ctx: RunContext, steps: list[Step], period: Peri
         param = policy.parameters[name]
         if param.assumed and name not in ctx.overrides:
             out.append({"code": "assumed_parameter", "path": f"parameters.{name}",
-                        "message": f"{param.label.en or name} is assumed: {param.assumed}",
-                        "message_zh": f"{param.label.zh or name}为假设值：{param.assumed}"})
+                        "message": f"{param.label.en or name} is assumed: {text_of(param.assumed).en}",
+                        "message_zh": f"{param.label.zh or name}为假设值：{text_of(param.assumed).zh}"})
     for step in computed:
         var = step.variable
         if var.assumed:
             out.append({"code": "assumed_rule", "path": f"variables.{var.entity}.{var.name}",
-                        "message": f"{var.label.en or var.name} follows an assumed rule: {var.assumed}",
-                        "message_zh": f"{var.label.zh or var.name}采用假设规则：{var.assumed}"})
+                        "message": f"{var.label.en or var.name} follows an assumed rule: {text_of(var.assumed).en}",
+                        "message_zh": f"{var.label.zh or var.name}采用假设规则：{text_of(var.assumed).zh}"})
     if ctx.overrides:
         names = sorted(ctx.overrides)
         out.append({"code": "parameters_overridden", "path": "parameters", "parameters": names,

@@ -1,8 +1,8 @@
 // City list and policy page (城市列表与政策说明): every rule and parameter by the notice's clauses.
 import { bandFigure, bandUsage } from "./bands.js";
 import {
-  bandsText, bi, cities, cityDetail, clauseHead, clear, compareClauses, el, entityLabel, errorList,
-  fmtValue, pick, state, t, unitName,
+  bandsText, bi, cities, cityDetail, clauseHead, clauseOrNone, clear, compareClauses, el, entityLabel, errorList,
+  fmtValue, pick, state, t, textPara, unitName,
 } from "./util.js";
 
 export const effectiveText = (eff) => (eff.to ? t("eff_range", { from: eff.from, to: eff.to }) : t("eff_from", { from: eff.from }));
@@ -50,12 +50,13 @@ function nameCell(label, name, extra) {
   return el("th", { scope: "row", class: "name" }, bi(label), el("code", { class: "ident", text: name }), extra || null);
 }
 
+// The note and, in the assumed group, the reason: each in the reader's language.
 function noteCell(item, showAssumed) {
   return el("td", { class: "note" },
-    showAssumed && item.assumed ? el("p", { class: "assumed-text" },
-      el("span", { class: "tag warn", text: t("assumed") }), " ", t("assumed_why"), item.assumed) : null,
+    showAssumed && item.assumed ? textPara(item.assumed, "assumed-text",
+      el("span", { class: "tag warn", text: t("assumed") }), " ", t("assumed_why")) : null,
     showAssumed && item.assumed && item.source ? el("p", { class: "muted" }, t("cited_clause"), item.source) : null,
-    item.note ? el("p", { class: "note-text", text: item.note.trim() }) : null);
+    item.note ? textPara(item.note, "note-text") : null);
 }
 
 function table(caption, headers, kind, rows) {
@@ -75,7 +76,7 @@ function groupSection(key, heading, lead, items, detail, assumedGroup) {
   const rules = items.filter((i) => i.type === "rule");
   const inputs = items.filter((i) => i.type === "input");
   const tables = items.filter((i) => i.type === "table");
-  const clauseCol = (i) => el("td", { class: "src" }, i.source ? el("span", { class: "clause", text: i.source }) : "—");
+  const clauseCol = (i) => el("td", { class: "src" }, clauseOrNone(i.source));
   if (params.length) {
     section.append(table(t("parameters"), [t("name"), t("value"), t("clause"), t("note")], "params", params.map((p) => {
       const usage = p.kind === "bands" ? bandUsage(p.name, detail.variables) : null;
@@ -182,13 +183,15 @@ export async function renderPolicy(root, city, version) {
   root.append(el("nav", { class: "toc", "aria-label": t("contents") },
     el("h2", { class: "toc-h", text: t("contents") }),
     el("ul", {}, ...order.map((k) => el("li", { class: k === "assumed" ? "toc-assumed" : "" },
-      el("a", { href: `#clause-${k}`, "data-anchor": `clause-${k}` }, k === "assumed" || k === "unsourced" ? headingOf(k) : k,
+      el("a", { href: `#clause-${k}`, "data-anchor": `clause-${k}` }, k === "assumed" || k === "unsourced" ? headingOf(k)
+        : el("span", { class: "clause-no", lang: "zh-CN", text: k }),
         el("span", { class: "count", text: ` ${groups.get(k).length}` })))))));
   for (const k of order) {
     const lead = k === "assumed" ? t("assumed_lead") : k === "unsourced" ? t("unsourced_lead") : null;
     root.append(groupSection(k, headingOf(k), lead, groups.get(k), d, k === "assumed"));
   }
   if (d.checks && d.checks.length) root.append(checksSection(d.checks));
+  if (d.readings && d.readings.length) root.append(readingsSection(d.readings));
   return root;
 }
 
@@ -206,6 +209,21 @@ function checksSection(checks) {
         nameCell(c.message, c.name, el("span", { class: "entity" }, bi(entityLabel(c.entity)))),
         el("td", {}, el("code", { class: "formula", text: c.formula })),
         el("td", {}, severity(c.severity)),
-        el("td", { class: "src" }, c.source ? el("span", { class: "clause", text: c.source })
-          : el("span", { class: "assumed-text", text: `${en ? "assumed" : "假设"}: ${c.assumed}` }))))));
+        el("td", { class: "src" }, c.source ? clauseOrNone(c.source)
+          : c.assumed ? textPara(c.assumed, "assumed-text", `${en ? "assumed" : "假设"}: `) : clauseOrNone(null))))));
+}
+
+// The policy's readings of clauses the notice leaves unsaid (条文理解), open ones first.
+function readingsSection(readings) {
+  const ordered = [...readings].sort((a, b) => (a.status === "open" ? 0 : 1) - (b.status === "open" ? 0 : 1));
+  return el("div", { class: "clause-group readings", role: "region", id: "policy-readings", "aria-labelledby": "policy-readings-h" },
+    el("h2", { id: "policy-readings-h", text: t("readings_h") }),
+    el("p", { class: "muted", text: t("readings_lead") }),
+    table(t("readings_h"), [t("clause"), t("reading_status"), t("note"), t("affects")], "readings",
+      ordered.map((r) => el("tr", { class: r.status === "open" ? "is-open" : "", "data-clause": r.clause },
+        el("td", { class: "src" }, clauseOrNone(r.clause)),
+        el("td", {}, el("span", { class: `tag${r.status === "open" ? " warn" : ""}`,
+          text: t(r.status === "open" ? "reading_open" : "reading_settled") })),
+        el("td", { class: "note" }, textPara(r.text, "note-text")),
+        el("td", {}, ...r.affects.map((a) => el("code", { class: "ident", text: a })))))));
 }

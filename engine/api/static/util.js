@@ -108,6 +108,14 @@ const T = {
     "These values and rules are not in the notice: they are assumptions where it is silent, each with its reason. Check them before publishing."],
   assumed_why: ["假设理由：", "Why assumed: "],
   cited_clause: ["相关条款：", "Related clause: "],
+  no_clause: ["无", "none"],
+  no_clause_title: ["未引用条款", "no clause cited"],
+  readings_h: ["条文理解", "Readings of the notice"],
+  readings_lead: ["政策对通知未写明之处的理解；“待定”者在主管部门确认前沿用。", "How the policy reads what the notice leaves unsaid; an open reading is used until the bureau decides."],
+  reading_status: ["状态", "Status"],
+  reading_open: ["待定", "open"],
+  reading_settled: ["已定", "settled"],
+  affects: ["涉及", "Affects"],
   unsourced_group: ["未注明条款（基础数据）", "No clause cited (basic data)"],
   unsourced_lead: ["结算所需的基础数据字段，通知未对其作专门规定。", "Basic data fields needed for settlement, not specific to the notice."],
   bands_h: ["分段累计表图示", "Band tables, charted"],
@@ -226,6 +234,16 @@ export function bi(label, cls = "") {
   }
   return el("span", { class: `bi ${cls}`, lang: "zh-CN", text: zh });
 }
+
+// A note or a reason, {zh, en} or one plain text, as a paragraph in the reader's language.
+export function textPara(text, cls, ...before) {
+  const bilingual = text && typeof text === "object" && text.zh !== text.en;
+  return el("p", { class: cls, lang: bilingual ? langTag() : null }, ...before, pick(text).trim());
+}
+
+// The clause cell: the clause in a badge, or a distinct "none" (not a dash, which reads like 一).
+export const clauseOrNone = (source) => (source ? el("span", { class: "clause", lang: "zh-CN", text: source })
+  : el("span", { class: "no-clause", title: t("no_clause_title"), text: t("no_clause") }));
 
 export const pick = (label) => (!label ? "" : typeof label === "string" ? label
   : (state.lang === "en" ? label.en || label.zh : label.zh || label.en) || "");
