@@ -170,7 +170,7 @@ def cmd_test(args) -> int:
 def cmd_synth(args) -> int:
     from engine.batch.synth import synthesize
     policy = resolve_policy(args.city)
-    meta = synthesize(policy, args.claims, Path(args.out), args.seed)
+    meta = synthesize(policy, args.claims, Path(args.out), args.seed, args.with_groups)
     print(f"wrote {meta['claims']:,} claims, {meta['institutions']} institutions, {meta['communities']} "
           f"communities for {policy.id}, period {meta['period']}, to {args.out}")
     return 0
@@ -270,6 +270,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--claims", type=int, default=100_000)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--with-groups", action="store_true",
+                   help="also write each claim's group (supplied), besides the codes it is grouped from")
     p.set_defaults(fn=cmd_synth)
     p = sub.add_parser("settle", help="settle a city-year from files / 批量结算")
     p.add_argument("city")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.compile import grouping as _grouping  # noqa: F401  (registers group(), group_rule(), …)
 from engine.compile.compiler import Compiler
 from engine.compile.functions import FUNCTIONS
 from engine.dsl.checker import Checker
@@ -40,6 +41,7 @@ def plan(draft: Draft) -> planning.Plan:
     """Check and compile every formula, then order them; every formula error is reported at once."""
     policy = draft.policy
     checker, compiler = Checker(policy.model, policy.parameters, policy.tables, FUNCTIONS), Compiler(policy)
+    checker.groupings = policy.groupings  # read by group() and the other grouping functions
     steps = {}
     for var in draft.formulas:
         try:

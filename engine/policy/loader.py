@@ -20,6 +20,7 @@ from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable
+from engine.policy.grouping import read_groupings
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyCheck, PolicyMeta, Reading
 from engine.policy.values import (
@@ -157,14 +158,17 @@ class _Builder:
         formulas = self.variables(model, parameters)
         checks = self.checks(model)
         readings = self.readings(model, parameters)
+        groupings = read_groupings(self.data, self.source, tables, model, self.problems)
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
         policy.readings = readings
+        policy.groupings = groupings
         policy.assumed = [f"parameters.{n}: {p.assumed}" for n, p in parameters.items() if p.assumed] + \
             [f"variables.{v.entity}.{v.name}: {v.assumed}" for v in formulas if v.assumed] + \
             [f"tables.{n}: {t.assumed}" for n, t in tables.items() if t.assumed] + \
-            [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed]
+            [f"checks.{c.entity}.{c.name}: {c.assumed}" for c in checks if c.assumed] + \
+            [f"grouping.{n}: {g.assumed}" for n, g in groupings.items() if g.assumed]
         return Draft(policy, formulas, self.source, self.problems, checks)
 
     def chains(self, model: Model) -> None:

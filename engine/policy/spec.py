@@ -167,6 +167,7 @@ class Policy:
     assumed: list[str] = field(default_factory=list)
     checks: list[PolicyCheck] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
+    groupings: dict[str, Any] = field(default_factory=dict)  # engine.policy.grouping.Grouping by name
 
     @property
     def id(self) -> str:
