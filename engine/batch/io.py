@@ -21,6 +21,7 @@ from engine.model.spec import Entity, Variable
 from engine.run.checks import Problem, duplicate_rows, id_faults, joined_links, number_faults
 from engine.run.columns import EntityColumns
 from engine.run.money import round_half_up
+from engine.run.situation import MAX_CODES
 
 SUFFIXES = (".parquet", ".csv")
 SHOWN_ROWS = 5  # bad rows named in a fault
@@ -165,7 +166,10 @@ def _code_faults(array: pa.ChunkedArray, source: str, name: str, offset: int) ->
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type) \
                 or pa.types.is_null(kind.value_type):
-            return []
+            lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
+            rows = np.flatnonzero(lengths > MAX_CODES)
+            return [row_fault(source, name, rows, (f"more than {MAX_CODES} codes in one list",
+                                                   f"一个列表超过 {MAX_CODES} 个编码"), offset)] if len(rows) else []
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return []
     return [InputFault(f"{source}:{name}", f"a list of codes is a list<string> column (or, in CSV, codes joined "

@@ -11,6 +11,7 @@ A claim that supplies the variable's value keeps it (as for every formula).
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,5 +106,13 @@ EXPLAIN = {
     "group_treatment": ("the treatment type of the claim's highest-ranked procedure", "最高等级手术操作对应的治疗方式"),
 }
 
+def shown_in_trace(node: T.Call) -> tuple[T.Expr, ...]:
+    """A group's trace shows the codes read and, beside them, the rule and the codes that matched."""
+    if node.function != "group":
+        return node.args[1:]
+    return (*node.args[1:], *(replace(node, function=f, type="string", syntax=replace(node.syntax, function=f))
+                               for f in ("group_rule", "group_match")))
+
+
 for _name, _explain in EXPLAIN.items():
-    register(Builtin(_name, group_check, group_compile, _explain, trace=lambda node: node.args[1:]))
+    register(Builtin(_name, group_check, group_compile, _explain, trace=shown_in_trace))

@@ -260,6 +260,13 @@ class _Builder:
                 entity.variables[name] = var
                 if "formula" not in spec:
                     continue
+                if var.type == "codes":
+                    self.problems.append(Diagnostic(
+                        "codes_formula", f"'{name}' is a list of codes: an input of the settlement list, read by a "
+                        "grouping (grouping: fields:); a formula cannot give one",
+                        f"“{name}”是编码列表：来自结算清单的输入，由分组规则读取；不能由公式计算",
+                        self.source.key_location((*path, "formula"))))
+                    continue
                 var.formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else \
                     self.source.text_as_written((*path, "formula"), str(spec["formula"]))
                 if not (var.source or var.assumed):

@@ -63,44 +63,6 @@ def factorize(values) -> tuple[np.ndarray, list[str]]:
     return inverse.reshape(-1).astype(np.int64), [normalise(u) for u in uniq.tolist()]
 
 
-def or_reduce(lists: CodeLists, per_code: np.ndarray) -> np.ndarray:
-    """Per row, the OR of `per_code[code]` (uint64 words, shape (vocab, W)) over its codes."""
-    n, words = len(lists), per_code.shape[1]
-    out = np.zeros((n, words), dtype=np.uint64)
-    if not len(lists.codes) or not words:
-        return out
-    lengths = lists.lengths
-    filled = np.flatnonzero(lengths > 0)
-    values = per_code[lists.codes]
-    out[filled] = np.bitwise_or.reduceat(values, lists.offsets[:-1][filled], axis=0)
-    return out
-
-
-def and_reduce(lists: CodeLists, per_code: np.ndarray) -> np.ndarray:
-    """Per row, the AND of `per_code[code]` over its codes; 0 for a row without codes."""
-    n, words = len(lists), per_code.shape[1]
-    out = np.zeros((n, words), dtype=np.uint64)
-    if not len(lists.codes) or not words:
-        return out
-    filled = np.flatnonzero(lists.lengths > 0)
-    out[filled] = np.bitwise_and.reduceat(per_code[lists.codes], lists.offsets[:-1][filled], axis=0)
-    return out
-
-
-def bit_masks(sets: list[set[int]], size: int) -> np.ndarray:
-    """A (len(sets), words) uint64 array with bit j set where j is in the set."""
-    words = max(1, (size + 63) // 64)
-    out = np.zeros((len(sets), words), dtype=np.uint64)
-    for row, ids in enumerate(sets):
-        for j in ids:
-            out[row, j // 64] |= np.uint64(1) << np.uint64(j % 64)
-    return out
-
-
-def has_bit(mask: np.ndarray, j: int) -> bool:
-    return bool(mask[j // 64] & (np.uint64(1) << np.uint64(j % 64)))
-
-
 class RuleMatcher:
     """One rule compiled: its diagnosis index and its distinct procedure conjuncts."""
 
@@ -125,8 +87,45 @@ class RuleMatcher:
     def diagnosis_rows(self, code: str) -> list[int]:
         return sorted(self.diagnosis.ids(code) | self.free_rows)
 
-    def code_masks(self, vocab: list[str]) -> np.ndarray:
-        return bit_masks([self.procedures.ids(c) for c in vocab], len(self.conjuncts))
+    def claim_masks(self, diag: np.ndarray, diag_rows: list[list[int]], procedures: CodeLists,
+                    top: np.ndarray) -> tuple[np.ndarray, list[dict[int, int]]]:
+        """Per claim, bits of the procedure conjuncts it satisfies, numbered per distinct diagnosis
+        among the conjuncts of that diagnosis's candidate rows only (so a catalogue of thousands of
+        rows still needs a word or two per claim); and, per distinct diagnosis, conjunct → bit."""
+        positions = [{j: p for p, j in enumerate(sorted({j for r in rows for j in self.row_conjuncts[r]}))}
+                     for rows in diag_rows]
+        words = max([1] + [(len(p) + 62) // 63 for p in positions])
+        out = np.zeros((len(diag), words), dtype=np.int64)
+        if not self.conjuncts or not len(procedures.codes):
+            return out, positions
+        highest = self.rule.procedures_match == "highest"
+        if highest:
+            rows = np.flatnonzero(top >= 0)
+            codes = top[rows]
+        else:
+            rows, codes = procedures.row_of_flat(), procedures.codes
+        width = len(procedures.vocab) + 1
+        pairs, inverse = np.unique(diag[rows] * width + codes, return_inverse=True)
+        pair_mask = np.zeros((len(pairs), words), dtype=np.int64)
+        matched: dict[int, set[int]] = {}
+        for i, key in enumerate(pairs.tolist()):  # each distinct (diagnosis, procedure) once
+            k, c = divmod(key, width)
+            pos = positions[k]
+            if not pos:
+                continue
+            ids = matched.get(c)
+            if ids is None:
+                ids = matched[c] = self.procedures.ids(procedures.vocab[c])
+            for j in (ids & pos.keys()) if len(ids) < len(pos) else (pos.keys() & ids):
+                pair_mask[i, pos[j] // 63] |= 1 << (pos[j] % 63)
+        flat = pair_mask[inverse.reshape(-1)]
+        if highest:
+            out[rows] = flat
+        else:  # any: some procedure satisfies the conjunct; all: every procedure does
+            filled = np.flatnonzero(procedures.lengths > 0)
+            reducer = np.bitwise_and if self.rule.procedures_match == "all" else np.bitwise_or
+            out[filled] = reducer.reduceat(flat, procedures.offsets[:-1][filled], axis=0)
+        return out, positions
 
 
 def treatment_of(grouping: Grouping, procedures: CodeLists) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -212,28 +211,21 @@ def assign(grouping: Grouping, diagnosis: np.ndarray, procedures: CodeLists | No
     diag, diag_vocab = factorize(diagnosis) if n else (np.zeros(0, np.int64), [])
     top, kind, kinds = treatment_of(grouping, procedures)
     level = complication_level(grouping, diag, diag_vocab, secondary)
-    matchers = [RuleMatcher(r) for r in grouping.rules]
-    masks = []
-    for m in matchers:
-        per_code = m.code_masks(procedures.vocab)
-        if m.rule.procedures_match == "highest":
-            padded = np.vstack([per_code, np.zeros((1, per_code.shape[1]), np.uint64)])
-            masks.append(padded[top])  # top -1 picks the empty row
-        elif m.rule.procedures_match == "all":
-            masks.append(and_reduce(procedures, per_code))
-        else:
-            masks.append(or_reduce(procedures, per_code))
-    columns = [diag, kind, level, top] + [w for mask in masks for w in mask.T]
     if not n:
         empty = np.zeros(0, dtype=object)
         return Assigned(empty, empty, empty, np.zeros(0), empty)
+    matchers = [RuleMatcher(r) for r in grouping.rules]
+    candidates = [[m.diagnosis_rows(code) for code in diag_vocab] for m in matchers]
+    masks = [m.claim_masks(diag, rows, procedures, top) for m, rows in zip(matchers, candidates, strict=True)]
+    by_top = any(m.rule.procedures_match == "highest" for m in matchers)  # the match names the top procedure
+    columns = [diag, kind, level] + ([top] if by_top else []) + [w for mask, _ in masks for w in mask.T]
     first, inverse = signature_codes(columns)
     groups, rules, matches = [], [], []
-    diag_rows = [dict() for _ in matchers]
     for row in first.tolist():
-        code = diag_vocab[diag[row]]
-        found = choose(grouping, matchers, diag_rows, code, kinds[kind[row]], int(level[row]),
-                       [mask[row] for mask in masks], procedures.vocab[top[row]] if top[row] >= 0 else "")
+        k = diag[row]
+        found = choose(grouping, matchers, [c[k] for c in candidates], diag_vocab[k], kinds[kind[row]],
+                       int(level[row]), [(mask[row], pos[k]) for mask, pos in masks],
+                       procedures.vocab[top[row]] if top[row] >= 0 else "")
         groups.append(found[0])
         rules.append(found[1])
         matches.append(found[2])
@@ -243,16 +235,18 @@ def assign(grouping: Grouping, diagnosis: np.ndarray, procedures: CodeLists | No
                     np.array(kinds, dtype=object)[kind])
 
 
-def choose(grouping: Grouping, matchers: list[RuleMatcher], cache: list[dict], code: str, treatment: str,
-           level: int, masks: list[np.ndarray], top_code: str) -> tuple[str, str, str]:
+def choose(grouping: Grouping, matchers: list[RuleMatcher], diag_rows: list[list[int]], code: str,
+           treatment: str, level: int, masks: list[tuple[np.ndarray, dict[int, int]]],
+           top_code: str) -> tuple[str, str, str]:
     """(group, rule, matched codes) of one signature: the first rule with a candidate row; in it,
     the first candidate row, or the one with the highest score (ties: the first)."""
-    for m, seen, mask in zip(matchers, cache, masks, strict=True):
+    for m, rows, (mask, bits) in zip(matchers, diag_rows, masks, strict=True):
         rule = m.rule
-        rows = seen.get(code)
-        if rows is None:
-            rows = seen[code] = m.diagnosis_rows(code)
-        candidates = [r for r in rows if all(has_bit(mask, j) for j in m.row_conjuncts[r])
+
+        def has(j: int, mask=mask, bits=bits) -> bool:
+            p = bits[j]
+            return bool((int(mask[p // 63]) >> (p % 63)) & 1)
+        candidates = [r for r in rows if all(has(j) for j in m.row_conjuncts[r])
                       and (rule.treatment is None or rule.treatment[r] in ("", treatment))]
         if not candidates:
             continue

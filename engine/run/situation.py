@@ -30,6 +30,7 @@ from engine.run.population import Population
 from engine.settings import LIMITS
 
 MAX_ROWS = LIMITS.rows
+MAX_CODES = 100  # codes in one list (a settlement list has far fewer procedures and diagnoses)
 MAX_CODE_CHARS = 40  # a code of ICD-10 or ICD-9-CM-3 (医保版) is about 12 characters
 TOP_LEVEL = ("period", "parameters", "entities", "outputs")
 
@@ -212,6 +213,9 @@ class _Reader:
         if not isinstance(value, list):
             self.fault(path, f"must be a list of codes such as [\"47.0901\"], not {json_kind(value)}",
                        "应为编码列表，例如 [\"47.0901\"]")
+            return None
+        if len(value) > MAX_CODES:
+            self.fault(path, f"{len(value)} codes; a claim lists at most {MAX_CODES}", f"{len(value)} 个编码；每条记录最多 {MAX_CODES} 个")
             return None
         for i, item in enumerate(value):
             if not isinstance(item, str):
