@@ -173,7 +173,8 @@ def read_inputs(folder: Path, text: str = "numpy") -> Inputs:
         inp.ids[entity] = table["id"].to_numpy(zero_copy_only=False).astype(object)
         links = LINKS.get(entity, ())
         inp.cols[entity] = {n: _column(table[n], n, text if entity == "claim" else "numpy")
-                            for n in table.column_names if n != "id" and n not in links}
+                            for n in table.column_names if n != "id" and n not in links
+                            and not pa.types.is_list(table[n].type)}  # codes: the groups are given
         for link in links:
             if link not in table.column_names:
                 inp.links[(entity, link)] = np.full(table.num_rows, -1, dtype=np.int64)
@@ -303,6 +304,17 @@ def _div(a, b):
 
 
 # ---- Zibo DIP settlement in numpy -----------------------------------------------------------------
+def supplied_groups(groups, n: int) -> dict:
+    """The grouping outputs of claims that supply their DIP group, as synthetic claims do (`medpay
+    synth --with-groups`): no secondary diagnosis, age or discharge status, so the auxiliary
+    catalogue coefficient is 1 and the score is the computed one."""
+    given = np.asarray(groups.tolist() if isinstance(groups, Codes) else groups, dtype=object)
+    return {"dip_group": given, "dip_group_rule": np.full(n, "supplied", dtype=object),
+            "dip_group_match": np.full(n, "", dtype=object), "severity_level": np.zeros(n),
+            "severity_band": np.full(n, "0", dtype=object), "age_band": np.full(n, "unknown", dtype=object),
+            "auxiliary_coefficient": np.ones(n)}
+
+
 def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[str, dict[str, np.ndarray]]:
     """The Zibo city-year: claim scores, fund budget and point value, accounts, institutions."""
     p = ZIBO
@@ -469,7 +481,7 @@ def zibo_numpy(inp: Inputs, catalogue: dict[str, tuple[float, float]]) -> dict[s
                   "cost_base": cost_base, "self_pay_paid": self_pay_paid, "deductible_standard": ded_std,
                   "deductible_due": ded, "coinsurance": coins, "patient_paid": patient, "fund_payable": payable,
                   "per_diem_fund_payment": pd_fund, "method_fund_payment": np.where(dip | (method == 5), 0.0, payable),
-                  "institution_margin": margin},
+                  "institution_margin": margin, **supplied_groups(c["dip_group"], n)},
         "fund": {"signed_persons": fund_signed, "reserve": reserve, "budget_general_outpatient": b_go,
                  "budget_chronic_outpatient": b_co,
                  "budget_out_of_area": b_oa, "budget_other_methods": b_om, "budget_critical_illness": b_ci,

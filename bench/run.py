@@ -206,7 +206,8 @@ def ensure_data(city: str, claims: int, seed: int) -> Path:
     meta = folder / "meta.json"
     if meta.is_file() and json.loads(meta.read_text()).get("claims") == claims:
         return folder
-    cmd = [*medpay(), "synth", city, "--claims", str(claims), "--out", rel(folder), "--seed", str(seed)]
+    cmd = [*medpay(), "synth", city, "--claims", str(claims), "--out", rel(folder), "--seed", str(seed),
+           "--with-groups"]  # groups supplied, as the references read them (grouping: bench/grouping.py)
     log(f"  synth: {shlex.join(cmd)}")
     t = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.compile.build import load_policy_file
-from engine.errors import PolicyCheckFailed, PolicyError, SituationError
+from engine.errors import InputFault, PolicyCheckFailed, PolicyError, SituationError
 from engine.explain.trace import build_trace
 from engine.period import parse_period
 from engine.policy.registry import POLICY_DIR, Registry, UnknownCity, policy_files
@@ -172,7 +172,7 @@ def cmd_test(args) -> int:
 def cmd_synth(args) -> int:
     from engine.batch.synth import synthesize
     policy = resolve_policy(args.city)
-    meta = synthesize(policy, args.claims, Path(args.out), args.seed)
+    meta = synthesize(policy, args.claims, Path(args.out), args.seed, args.with_groups)
     print(f"wrote {meta['claims']:,} claims, {meta['institutions']} institutions, {meta['communities']} "
           f"communities for {policy.id}, period {meta['period']}, to {args.out}")
     return 0
@@ -271,6 +271,26 @@ def _print_warnings(warnings: list[dict], checks: list[dict]) -> None:
         print(f"  checks / 校验: {len(checks) - len(failed)} passed, {len(failed)} failed"
               + "".join(f"\n    ✗ {c['entity']}.{c['check']} ({c['severity']}): {c['failing_rows']} row(s)"
                         for c in failed))
+
+
+def cmd_catalogue(args) -> int:
+    from engine.batch.catalogue import build_catalogue, spec_of
+    situation = {"period": args.period} if args.period else None
+    policy = resolve_policy(args.city, situation, getattr(args, "policy_version", None))
+    weights = None
+    if args.weights:
+        try:
+            weights = tuple(int(w) for w in args.weights.split(":"))
+        except ValueError:
+            raise SituationError([InputFault("--weights", "weights are whole numbers joined by ':' (1:2:7)",
+                                             "权重应为以“:”连接的整数（1:2:7）")]) from None
+        if len(weights) < 1 or any(w <= 0 for w in weights):
+            raise SituationError([InputFault("--weights", "weights are positive (1:2:7)", "权重应为正数（1:2:7）")])
+    spec = spec_of(policy, args.grouping, args.base_group, args.base_score, args.core_min, weights)
+    made = build_catalogue(policy, Path(args.history), Path(args.out), spec)
+    print(f"built the {policy.id} catalogue for {made['for_year']}: {made['groups']} groups from {made['claims']:,} "
+          f"claims of {made['years'][0]}–{made['years'][-1]} → {args.out} (provenance in {args.out}.json)")
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -380,6 +400,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--claims", type=int, default=100_000)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--with-groups", action="store_true",
+                   help="also write each claim's group (supplied), besides the codes it is grouped from")
     p.set_defaults(fn=cmd_synth)
     p = sub.add_parser("settle", help="settle a city-year from files / 批量结算")
     p.add_argument("city")
@@ -404,6 +426,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--period", help="e.g. 2024 (default: meta.json in the data folder)")
     p.add_argument("--policy-version", help=VERSION_HELP)
     p.set_defaults(fn=cmd_statement)
+    p = sub.add_parser("catalogue", help="build next year's DIP catalogue from three years of claims / 测算病种目录")
+    p.add_argument("city")
+    p.add_argument("--history", required=True, help="folder of past claims (claim.parquet or claim.csv, e.g. one "
+                                                     "folder per year, institution files beside them)")
+    p.add_argument("--out", required=True, help="the catalogue CSV to write, e.g. tables/zibo_dip_groups_2025.csv")
+    p.add_argument("--period", help="pick the policy version in force in this period (default: the latest)")
+    p.add_argument("--grouping", help="the grouping whose group is catalogued (default: the policy's first)")
+    p.add_argument("--base-group", help="default: the policy's base_group parameter")
+    p.add_argument("--base-score", type=float, help="default: the policy's base_score parameter, else 1000")
+    p.add_argument("--core-min", type=float, help="yearly cases of a core group (inclusive); default: the "
+                                                  "policy's core_group_min_cases, else 15")
+    p.add_argument("--weights", help="weights by year, oldest first (default 1:2:7, assumed)")
+    p.set_defaults(fn=cmd_catalogue)
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -45,7 +45,7 @@ def settled(city: str, data: Path, out: Path, **options) -> tuple[dict, dict, di
 @pytest.fixture(scope="module")
 def zibo(tmp_path_factory):
     base = tmp_path_factory.mktemp("zibo")
-    synthesize(REGISTRY.pick("zibo", None), CLAIMS, base / "data", seed=3)
+    synthesize(REGISTRY.pick("zibo", None), CLAIMS, base / "data", seed=3, with_groups=True)
     return base / "data", settled("zibo", base / "data", base / "out")
 
 

@@ -16,10 +16,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.errors import InputFault, SituationError
+from engine.model.codelists import SEPARATOR, CodeLists
 from engine.model.spec import Entity, Variable
 from engine.run.checks import Problem, duplicate_rows, id_faults, joined_links, number_faults
 from engine.run.columns import EntityColumns
 from engine.run.money import round_half_up
+from engine.run.situation import MAX_CODES
 
 SUFFIXES = (".parquet", ".csv")
 SHOWN_ROWS = 5  # bad rows named in a fault
@@ -52,11 +54,26 @@ def read_column(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.nd
             values = array if pa.types.is_date(array.type) or pa.types.is_timestamp(array.type) \
                 else pc.cast(array, pa.date32())
             return values.to_numpy(zero_copy_only=False).astype("datetime64[D]"), given
+        if var.type == "codes":
+            return read_codes(array), given
         text = pc.cast(array, pa.string())
         return pc.fill_null(text, str(default)).to_numpy(zero_copy_only=False).astype(str), given
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
         raise SituationError([InputFault(path, f"column cannot be read as {var.type}: {err}",
                                          f"该列无法按{var.type}读取")]) from None
+
+
+def read_codes(array: pa.ChunkedArray | pa.Array) -> CodeLists:
+    """A list column (Parquet: list<string>) or a text column of codes joined by ';' (CSV) as
+    offsets + flat codes; a null cell is an empty list."""
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        array = pc.split_pattern(pc.fill_null(pc.cast(array, pa.string()), ""), SEPARATOR)
+    array = pc.if_else(array.is_null(), pa.scalar([], array.type), array) if array.null_count else array
+    flat = pc.fill_null(pc.cast(array.flatten(), pa.string()), "")
+    offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    start = offsets[0]
+    return CodeLists.from_flat(offsets - start, flat.to_numpy(zero_copy_only=False).astype(str))
 
 
 def read_entity(path: Path, entity: Entity, joined: frozenset = frozenset()) -> EntityColumns:
@@ -117,6 +134,8 @@ def _layout_faults(table: pa.Table, entity: Entity, source: str) -> list[InputFa
 def _column_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str,
                    offset: int) -> list[InputFault]:
     """Type, finiteness, amount limit, minimum and allowed values of one column's given cells."""
+    if var.type == "codes":
+        return _code_faults(array, source, name, offset)
     if var.type == "string":
         return _value_faults(array, var, source, name, offset) if var.values else []
     try:
@@ -139,6 +158,23 @@ def _value_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str,
     value = text[int(rows[0])].as_py()
     return [row_fault(source, name, rows, (f"'{value}' is not one of {', '.join(var.values)}",
                                            f"“{value}”不是允许的取值（{', '.join(var.values)}）"), offset)]
+
+
+def _code_faults(array: pa.ChunkedArray, source: str, name: str, offset: int) -> list[InputFault]:
+    """A code list column is a list of texts (Parquet) or texts joined by ';' (CSV)."""
+    kind = array.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        if pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type) \
+                or pa.types.is_null(kind.value_type):
+            lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
+            rows = np.flatnonzero(lengths > MAX_CODES)
+            return [row_fault(source, name, rows, (f"more than {MAX_CODES} codes in one list",
+                                                   f"一个列表超过 {MAX_CODES} 个编码"), offset)] if len(rows) else []
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return []
+    return [InputFault(f"{source}:{name}", f"a list of codes is a list<string> column (or, in CSV, codes joined "
+                                           f"by '{SEPARATOR}'), not {kind}",
+                       f"编码列表应为 list<string> 列（CSV 中以“{SEPARATOR}”连接），而不是 {kind}")]
 
 
 def entity_columns(table: pa.Table, entity: Entity, source: str) -> EntityColumns:

@@ -285,9 +285,7 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
                     partition.run_steps(policy, whole, BIG, names, ctx)
                     found = partition.partials(policy, whole, BIG, aggregations, ctx)
                 else:
-                    table = claims.take(rows)
-                    for name, values in results[i].items():
-                        table = table.append_column(name, values)
+                    table = with_results(claims.take(rows), results[i])
                     table, found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
                                                        names, aggregations, ctx)
                     if stream and r == last_claim_round:  # nothing later needs them: write them now
@@ -356,6 +354,15 @@ def _missing_required(policy: Policy, folder: Path, small: dict[str, EntityColum
     return missing
 
 
+def with_results(table: pa.Table, results: dict) -> pa.Table:
+    """The claims with the results of earlier rounds as columns; a column the claims supplied
+    (a formula value given in the file) is replaced by its result, which already honours it."""
+    for name, values in results.items():
+        at = table.column_names.index(name) if name in table.column_names else -1
+        table = table.set_column(at, name, values) if at >= 0 else table.append_column(name, values)
+    return table
+
+
 def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, results: list[dict],
                           whole: Population | None, pop: Population, period: Period, done: list[str],
                           ctx: RunContext) -> list[dict]:
@@ -369,9 +376,7 @@ def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, result
             partition.install(whole, state)
             chunk_pop = whole
         else:
-            table = claims if rows is None else claims.take(rows)
-            for name, values in results[i].items():
-                table = table.append_column(name, values)
+            table = with_results(claims if rows is None else claims.take(rows), results[i])
             chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
         failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
     return failures

@@ -31,7 +31,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.dsl import typed as T
+from engine.model.codelists import CodeLists
 from engine.policy.spec import Policy
+from engine.run.grouping import assign
 
 LEVEL_SHARE = (0.6, 0.28, 0.12)
 LEVEL_VOLUME = (1.0, 3.0, 8.0)
@@ -82,8 +84,9 @@ def _ids(prefix: str, n: int) -> pa.Array:
 
 
 class Generator:
-    def __init__(self, policy: Policy, claims: int, seed: int):
+    def __init__(self, policy: Policy, claims: int, seed: int, with_groups: bool = False):
         self.policy, self.n, self.rng = policy, claims, np.random.default_rng(seed)
+        self.with_groups = with_groups
         self.usage = policy_usage(policy)
         self.period = default_period(policy)
 
@@ -128,11 +131,14 @@ class Generator:
         if "category" in cols:
             long_stay = cols["category"] != ""
             los = np.where(long_stay, rng.integers(20, 120, n), los)
+        grouped = grouped_variables(self.policy)
         for (entity, name), (table, key_col) in sorted(self.usage.table_keys.items()):
-            if entity != "claim" or not claim_vars[name].is_input:
+            if entity != "claim" or not (claim_vars[name].is_input or name in grouped):
                 continue
             tab = self.policy.tables[table]
             keys = sorted({k[tab.key.index(key_col)] for k in tab.index})
+            if claim_vars[name].values:  # a field with declared values is not a catalogue key
+                continue
             group = rng.choice(len(keys), size=n)
             values = np.array(keys)[group]
             if name in cols and cols[name].dtype.kind == "U":  # a routing code that is also a key
@@ -142,6 +148,11 @@ class Generator:
             scale = self._group_scale(tab, key_col, keys)
             if scale is not None:
                 cost = scale[group] * rng.lognormal(0, 0.45, n)
+        for name, grouping in grouped.items():
+            if name in cols:
+                cols.update(claim_codes(grouping, cols[name], rng))
+                if not self.with_groups:
+                    del cols[name]  # the group is assigned from the codes
         cols["total_cost"] = np.round(cost, 2)
         cols["self_pay_items"] = np.round(cost * rng.uniform(0, 0.08, n), 2)
         admit = np.minimum(admit, np.datetime64(f"{year}-12-31") - los.astype("timedelta64[D]"))
@@ -182,8 +193,8 @@ class Generator:
             elif var.type == "string":
                 options = sorted(self.usage.literals.get((entity, name), set()))
                 cols[name] = rng.choice(options, size=n) if options else np.full(n, "")
-            elif var.type == "date":
-                continue
+            elif var.type in ("date", "codes") or var.unit == "years" or var.values and var.default is not None:
+                continue  # codes come with the groups; a field of declared values keeps its default
             elif self._computed_on_accounts(entity, name):
                 continue  # an account value an institution may stand for: the accounts compute it
             elif var.unit == "yuan" and entity == "claim":  # the fund's share of the cost, or a small extra
@@ -208,6 +219,74 @@ class Generator:
                 cols[name] = np.round(rng.uniform(80, 100, n), 1)
             else:
                 cols[name] = np.zeros(n)
+
+
+def grouped_variables(policy: Policy) -> dict:
+    """Claim variables computed as group(g), with their grouping."""
+    out = {}
+    for step in policy.plan.steps:
+        node = step.checked.node
+        if step.variable.entity == "claim" and isinstance(node, T.Call) and node.function == "group":
+            out[step.variable.name] = policy.groupings[node.args[0].value]
+    return out
+
+
+def claim_codes(grouping, groups: np.ndarray, rng: np.random.Generator) -> dict:
+    """Codes of each claim that the grouping turns into its group (empty codes where none is found)."""
+    keys, inverse = np.unique(groups, return_inverse=True)
+    made = [codes_for_group(grouping, str(k)) for k in keys.tolist()]
+    out: dict = {}
+    fields = grouping.fields
+    if "diagnosis" in fields:
+        out[fields["diagnosis"]] = np.array([m[0] for m in made] + [""])[inverse]
+    for at, role in ((1, "procedures"), (2, "secondary")):
+        if role in fields:
+            per_key = [m[at] for m in made]
+            lengths = np.array([len(c) for c in per_key], dtype=np.int64)[inverse]
+            flat_by_key = np.array([c for codes in per_key for c in codes] or [""], dtype=object)
+            starts = np.concatenate([[0], np.cumsum([len(c) for c in per_key])])[inverse]
+            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+            flat = flat_by_key[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
+            out[fields[role]] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(str), pa.string()))
+    return out
+
+
+def codes_for_group(grouping, key: str) -> tuple[str, list[str], list[str]]:
+    """(principal diagnosis, procedures, secondary diagnoses) that the grouping assigns `key` to:
+    written from the first rule row giving the key, checked by grouping them."""
+    for rule in grouping.rules:
+        for row, group in enumerate(rule.groups):
+            levels = [0] if group == key else []
+            if rule.splits is not None and rule.splits[row]:
+                levels = [lv for lv, s in rule.suffix.items() if group + s == key]
+            for level in levels:
+                for codes in _candidates(grouping, rule, row, level):
+                    got = assign(grouping, np.array([codes[0]]), CodeLists.from_lists([codes[1]]),
+                                 CodeLists.from_lists([codes[2]]))
+                    if got.group[0] == key:
+                        return codes
+    return "", [], []
+
+
+def _candidates(grouping, rule, row: int, level: int):
+    """Code sets written from the patterns of one rule row (each alternative in turn)."""
+    diagnoses = [p.low or "Z00.0" for p in (rule.diagnosis[row][0] if rule.diagnosis and rule.diagnosis[row]
+                                            else ())] or ["Z00.0"]
+    procedures = [[alt[0].low for alt in rule.procedures[row] if alt]] if rule.procedures and rule.procedures[row] \
+        else [[]]
+    if rule.treatment is not None and rule.treatment[row] and grouping.ranking is not None:
+        kind = rule.treatment[row]
+        procedures = [[]] if kind == grouping.ranking.none else \
+            [[alt[0].low] for alt, k in zip(grouping.ranking.patterns, grouping.ranking.kinds, strict=True)
+             if k == kind and alt and alt[0].low]
+    secondaries = [[]]
+    if level and grouping.complication is not None:
+        secondaries = [[alt[0].low] for alt, lv in zip(grouping.complication.patterns, grouping.complication.levels,
+                                                       strict=True) if lv == level and alt and alt[0].low]
+    for diagnosis in diagnoses:
+        for procs in procedures:
+            for secondary in secondaries:
+                yield diagnosis, procs, secondary
 
 
 def _nullable(values):
@@ -254,9 +333,11 @@ def _accounts(gen: Generator, policy: Policy, inst: dict, clm: dict, which: np.n
     return acc
 
 
-def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1) -> dict:
-    """Write fund, community, institution and claim Parquet files and meta.json; returns counts."""
-    gen = Generator(policy, claims, seed)
+def synthesize(policy: Policy, claims: int, out: Path, seed: int = 1, with_groups: bool = False) -> dict:
+    """Write fund, community, institution and claim Parquet files and meta.json; returns counts.
+    Claims carry codes (principal diagnosis, procedures, secondary diagnoses) that the policy's
+    grouping turns into their group; `with_groups`: the group is written too (supplied)."""
+    gen = Generator(policy, claims, seed, with_groups)
     inst = gen.institutions()
     n_comm = inst.pop("_n_comm")
     clm = gen.claims(inst)

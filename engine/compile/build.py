@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.compile import grouping as _grouping  # noqa: F401  (registers group(), group_rule(), …)
 from engine.compile.compiler import Compiler
 from engine.compile.functions import FUNCTIONS
 from engine.dsl import typed as T
@@ -42,6 +43,7 @@ def plan(draft: Draft) -> planning.Plan:
     them; every formula error is reported at once."""
     policy = draft.policy
     checker = Checker(policy.model, policy.parameters, policy.tables, FUNCTIONS)
+    checker.groupings = policy.groupings  # read by group() and the other grouping functions
     checked: dict[planning.Key, tuple] = {}
     for var in draft.formulas:
         try:

@@ -512,7 +512,8 @@ _NAMES = {"number": ("number", "数字"), "bool": ("yes/no value", "是/否值")
           "date": ("date", "日期"), "map": ("parameter by category", "分类参数"),
           "bands": ("band table", "分段表"), "list:number": ("list of numbers", "数字列表"),
           "list:string": ("list of texts", "文本列表"), "column:number": ("table column of numbers", "数字表列"),
-          "column:string": ("table column of texts", "文本表列")}
+          "column:string": ("table column of texts", "文本表列"),
+          "codes": ("list of codes", "编码列表")}
 
 
 def _type_name(typ: str) -> str:

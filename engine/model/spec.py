@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TYPES = ("number", "bool", "string", "date")
+TYPES = ("number", "bool", "string", "date", "codes")  # codes: a list of codes per row
 MONEY_UNITS = ("yuan",)
 
 
@@ -91,7 +91,7 @@ class Variable:
     def default_value(self) -> Any:
         if self.default is not None:
             return self.default
-        return {"number": 0.0, "bool": False, "string": "", "date": None}[self.type]
+        return {"number": 0.0, "bool": False, "string": "", "date": None, "codes": ()}[self.type]
 
 
 @dataclass

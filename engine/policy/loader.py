@@ -20,6 +20,7 @@ from engine.dsl.parser import parse_formula
 from engine.errors import Diagnostic, FormulaError, Location, PolicyError
 from engine.model.model import MODEL_FILE, Model, field_from, label_of
 from engine.model.spec import Variable, text_of
+from engine.policy.grouping import read_groupings
 from engine.policy.schema import schema_diagnostics
 from engine.policy.spec import Policy, PolicyCheck, PolicyMeta, Reading
 from engine.policy.statement import read_statements
@@ -158,15 +159,18 @@ class _Builder:
         formulas = self.variables(model, parameters)
         checks = self.checks(model)
         readings = self.readings(model, parameters)
+        groupings = read_groupings(self.data, self.source, tables, model, self.problems)
         statements = read_statements(self.data, model, parameters, self.source, self.problems)
         self.fail_if_problems()
         policy = Policy(meta, model, parameters, tables, self.source.file,
                         hashlib.sha256(self.source.text.encode("utf-8")).hexdigest())
         policy.readings, policy.statements = readings, statements
+        policy.groupings = groupings
         policy.assumptions = [(f"parameters.{n}", p.assumed) for n, p in parameters.items() if p.assumed] + \
             [(f"variables.{v.entity}.{v.name}", v.assumed) for v in formulas if v.assumed] + \
             [(f"tables.{n}", t.assumed) for n, t in tables.items() if t.assumed] + \
-            [(f"checks.{c.entity}.{c.name}", c.assumed) for c in checks if c.assumed]
+            [(f"checks.{c.entity}.{c.name}", c.assumed) for c in checks if c.assumed] + \
+            [(f"grouping.{n}", g.assumed) for n, g in groupings.items() if g.assumed]
         policy.assumed = [f"{where}: {why}" for where, why in policy.assumptions]
         return Draft(policy, formulas, self.source, self.problems, checks)
 
@@ -265,6 +269,13 @@ class _Builder:
                 var.source, var.assumed, var.note = spec.get("source"), text_of(spec.get("assumed")), text_of(spec.get("note"))
                 entity.variables[name] = var
                 if "formula" not in spec:
+                    continue
+                if var.type == "codes":
+                    self.problems.append(Diagnostic(
+                        "codes_formula", f"'{name}' is a list of codes: an input of the settlement list, read by a "
+                        "grouping (grouping: fields:); a formula cannot give one",
+                        f"“{name}”是编码列表：来自结算清单的输入，由分组规则读取；不能由公式计算",
+                        self.source.key_location((*path, "formula"))))
                     continue
                 var.formula = str(spec["formula"]).lower() if isinstance(spec["formula"], bool) else \
                     self.source.text_as_written((*path, "formula"), str(spec["formula"]))

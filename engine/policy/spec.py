@@ -169,6 +169,7 @@ class Policy:
     checks: list[PolicyCheck] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
     statements: dict = field(default_factory=dict)  # entity → engine.policy.statement.StatementSpec
+    groupings: dict[str, Any] = field(default_factory=dict)  # engine.policy.grouping.Grouping by name
 
     @property
     def id(self) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.errors import InputFault
+from engine.model.codelists import CodeLists
 from engine.model.model import Model
 from engine.run import keyed
 from engine.run.population import Population
@@ -170,6 +171,8 @@ def default_column(var, n: int) -> np.ndarray:
     """An input nobody gave: its default on every row."""
     if var.type == "date":
         return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    if var.type == "codes":
+        return CodeLists.from_lists([var.default or ()] * n)
     default = var.default_value()
     if var.type == "string":  # np.full(n, "inpatient", dtype=str) would keep only "i"
         return np.full(n, default, dtype=np.array(default).dtype)

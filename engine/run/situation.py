@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputFault, SituationError
+from engine.model.codelists import CodeLists
 from engine.model.spec import Variable
 from engine.period import Period, parse_period
 from engine.policy.spec import Parameter, Policy
@@ -29,6 +30,8 @@ from engine.run.population import Population
 from engine.settings import LIMITS
 
 MAX_ROWS = LIMITS.rows
+MAX_CODES = 100  # codes in one list (a settlement list has far fewer procedures and diagnoses)
+MAX_CODE_CHARS = 40  # a code of ICD-10 or ICD-9-CM-3 (医保版) is about 12 characters
 TOP_LEVEL = ("period", "parameters", "entities", "outputs")
 
 __all__ = ["Period", "Situation", "parse_period", "read_situation"]
@@ -188,6 +191,8 @@ class _Reader:
                 self.fault(path, f"must be true or false, not {json_kind(value)}", "应为 true 或 false")
                 return None
             return value
+        if var.type == "codes":
+            return self.codes(value, path)
         if var.type == "date":
             try:
                 return np.datetime64(dt.date.fromisoformat(str(value)), "D")
@@ -201,6 +206,25 @@ class _Reader:
             self.fault(path, f"'{value}' is not one of {', '.join(var.values)}{_hint(value, var.values)}",
                        f"“{value}”不是允许的取值（{', '.join(var.values)}）")
             return None
+        return value
+
+    def codes(self, value: Any, path: str) -> list[str] | None:
+        """A list of codes: a JSON array of texts (a claim's procedures, its secondary diagnoses)."""
+        if not isinstance(value, list):
+            self.fault(path, f"must be a list of codes such as [\"47.0901\"], not {json_kind(value)}",
+                       "应为编码列表，例如 [\"47.0901\"]")
+            return None
+        if len(value) > MAX_CODES:
+            self.fault(path, f"{len(value)} codes; a claim lists at most {MAX_CODES}", f"{len(value)} 个编码；每条记录最多 {MAX_CODES} 个")
+            return None
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                self.fault(f"{path}[{i}]", f"a code is a text (in quotes), not {json_kind(item)}", "编码应为文本（加引号）")
+                return None
+            if len(item) > MAX_CODE_CHARS or not item.isprintable():
+                self.fault(f"{path}[{i}]", f"a code is printable text of at most {MAX_CODE_CHARS} characters",
+                           f"编码应为不超过 {MAX_CODE_CHARS} 个字符的可打印文本")
+                return None
         return value
 
     def outputs(self, given: Any) -> list[tuple[str, str]] | None:
@@ -283,6 +307,8 @@ def _column(var: Variable, given: list, n: int) -> np.ndarray:
         return np.array(filled, dtype=bool) if n else np.zeros(0, dtype=bool)
     if var.type == "date":
         return np.array([np.datetime64("NaT") if g is None else g for g in filled], dtype="datetime64[D]")
+    if var.type == "codes":
+        return CodeLists.from_lists(filled)
     return np.array(filled, dtype=str) if n else np.zeros(0, dtype=str)
 
 
