@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.batch.partition import SmallState, _partial_table, encode_key, find_aggregation
 from engine.dsl import typed as T
@@ -50,6 +51,7 @@ POLARS_TYPES = {"number": pl.Float64, "bool": pl.Boolean, "string": pl.String, "
 
 
 _TEMP_NAMES = itertools.count()
+PolarsError = pl.exceptions.PolarsError
 
 
 class Unsupported(Exception):
@@ -77,9 +79,8 @@ def read_claims(policy: Policy, table: pa.Table, small: dict[str, EntityColumns]
     for name in table.column_names:
         if name == "id" or name in entity.links:
             continue
-        var = entity.variables[name]
-        series = pl.from_arrow(table[name])
-        columns[name] = _typed_input(series, var.type, var.default_value())
+        var = entity.variables[name]  # a formula's value supplied on some rows keeps its nulls: computed there
+        columns[name] = _typed_input(table[name], var.type, var.default_value() if var.is_input else None)
     frame = pl.DataFrame(columns, height=table.num_rows) if columns else pl.DataFrame(height=table.num_rows)
     light = EntityColumns(np.arange(table.num_rows).astype(str).astype(object))
     light.links = {k: table[k] for k in entity.links if k in table.column_names}
@@ -93,15 +94,21 @@ def read_claims(policy: Policy, table: pa.Table, small: dict[str, EntityColumns]
     return Claims(frame, pop, big)
 
 
-def _typed_input(series: pl.Series, var_type: str, default: Any) -> pl.Series:
-    """A claim input as its variable's type, nulls as its default (as engine.batch.io.read_column)."""
+def _typed_input(array: pa.ChunkedArray, var_type: str, default: Any) -> pl.Series:
+    """A claim input as its variable's type, nulls as its default: the casts of
+    engine.batch.io.read_column, in Arrow, then handed to Polars without a copy of the numbers."""
     if var_type == "number":
-        return series.cast(pl.Float64).fill_null(float(default))
+        values = pc.cast(array, pa.float64())
+        return pl.from_arrow(values if default is None else pc.fill_null(values, float(default)))
     if var_type == "bool":
-        return series.cast(pl.Boolean).fill_null(bool(default))
+        values = pc.cast(array, pa.bool_())
+        return pl.from_arrow(values if default is None else pc.fill_null(values, bool(default)))
     if var_type == "date":
-        return series.cast(pl.Date)
-    return series.cast(pl.String).fill_null(str(default))
+        if pa.types.is_timestamp(array.type):
+            return pl.from_arrow(array).cast(pl.Date)
+        return pl.from_arrow(array if pa.types.is_date(array.type) else pc.cast(array, pa.date32())).cast(pl.Date)
+    values = pc.cast(array, pa.string())
+    return pl.from_arrow(values if default is None else pc.fill_null(values, str(default)))
 
 
 # ---- the compiler (编译) ------------------------------------------------------------------------
@@ -179,8 +186,8 @@ class Compiler:
             return name
         var = self.policy.model.entities[node.owner].variables[node.name]
         idx = self.claims.links.parent_index(self.big, list(node.path))
-        idx = _driver_rows(self.claims.links, self.driver, node.owner)[np.maximum(idx, 0)] * (idx >= 0) \
-            - (idx < 0)  # -1 stays -1
+        rows = _driver_rows(self.claims.links, self.driver, node.owner)
+        idx = np.where(idx >= 0, rows[np.maximum(idx, 0)] if len(rows) else -1, -1)
         values = self.state.columns[node.owner][node.name]
         self.gathered[name] = _gather(values, idx, var.type, var.default_value(), name)
         return name
@@ -243,8 +250,8 @@ class Compiler:
         def member(items) -> pl.Expr:
             items = list(items)
             if numeric:
-                return value.is_in(pl.Series([float(i) for i in items], dtype=pl.Float64))
-            return value.cast(pl.String).is_in(pl.Series([str(i) for i in items], dtype=pl.String))
+                return value.is_in([float(i) for i in items])
+            return value.cast(pl.String).is_in([str(i) for i in items])
         if isinstance(options, T.Column):
             return member(self.policy.tables[options.table].column_values(options.column))
         if isinstance(options, T.Param):
@@ -423,7 +430,7 @@ def _table_key(c: Compiler, keys: tuple[T.Expr, ...], active) -> pl.Expr:
 def _has(c: Compiler, node: T.Call, active) -> pl.Expr:
     table = c.policy.tables[node.args[0].value]
     key = _table_key(c, node.args[1:], active)
-    return key.is_in(pl.Series([KEY_SEP.join(t) for t in table.index], dtype=pl.String))
+    return key.is_in([KEY_SEP.join(t) for t in table.index])
 
 
 def _bands(c: Compiler, node: T.Call, active) -> pl.Expr:

@@ -152,6 +152,8 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
                     return _settle_polars(policy, folder, stage, period, rounds, on_step)
                 except polars_backend.Unsupported as err:
                     reason = str(err)
+                except polars_backend.PolarsError as err:  # a query Polars refuses: numpy settles it
+                    reason = f"this data ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
             summary = _settle_chunks(policy, folder, stage, period, rounds, on_step, chunk_rows)
             summary.warnings.insert(0, _fallback_warning(reason))
             return summary
