@@ -214,6 +214,7 @@ def test_uncovered_construct_falls_back_with_a_warning(tmp_path):
 
 CONSTRUCTS = {
     "share": "total_cost / self_pay_items",  # 0 and a warning where self_pay_items is 0
+    "hundredth": "(total_cost - 15) / 100",  # 35 / 100 is not 35 × 0.01 in binary floating point
     "rounded": {"formula": "round(total_cost * 0.125)", "unit": "yuan"},
     "tier": {"formula": 'step(total_cost, [above(100), from(200)], ["low", "mid", "high"])', "type": "string"},
     "banded": {"formula": "bands(total_cost, [100, 300], [0.1, 0.2, 0.5])", "unit": "yuan"},
@@ -261,6 +262,8 @@ def test_every_construct_equal_and_right(tmp_path):
                           polars_run["outputs"]["claim.parquet"][name].to_pylist(), strict=True))
            for name in CONSTRUCTS}
     assert got["share"] == {"a": 0.0, "b": 15.0, "c": 20.0, "d": 0.0, "e": 1001 / 30}
+    assert got["hundredth"] == {k: (v - 15) / 100 for k, v in {"a": 50, "b": 300, "c": 200, "d": 100, "e": 1001}.items()}
+    assert got["hundredth"]["a"] != 35 * 0.01
     assert got["rounded"] == {"a": 6.0, "b": 38.0, "c": 25.0, "d": 13.0, "e": 125.0}  # 6.25→6, 37.5→38, 12.5→13
     assert got["tier"] == {"a": "low", "b": "high", "c": "high", "d": "low", "e": "high"}
     assert got["banded"] == {"a": 5.0, "b": 50.0, "c": 30.0, "d": 10.0, "e": 10 + 40 + 350.5}

@@ -175,11 +175,14 @@ def _settle_polars(policy: Policy, folder: Path, out: Path, period: Period, roun
     small = _small_entities(policy, folder)
     claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
     _check_links(policy, small, claims)
-    _check_keyed(policy, small, claims, period)
+    frame = pb.read_claims(policy, claims, small, str(period.end), BIG)
+    if _keyed_applies(policy, small):  # what _check_keyed reports, from the claims' links read once
+        faults = [file_fault(policy, f) for f in frame.found if isinstance(f, RowFault) or f.entity != BIG]
+        if faults:
+            raise SituationError(faults[:20])
     _check_required(policy, folder, small, claims)
     keys = partition.derived_keys(policy, BIG, claims.column_names)
     pop = partition.driver_population(policy, small, BIG, keys, distinct_keys(claims, keys), str(period.end))
-    frame = pb.read_claims(policy, claims, small, str(period.end), BIG)
     summary.seconds["read"] = time.perf_counter() - started
     t = time.perf_counter()
     ctx, done = RunContext(policy), []
@@ -402,10 +405,8 @@ def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
     covering row (community_fund_missing). Built from the claims' links and dates only, and only
     when such a check applies."""
     model = policy.model
-    months = {p.field for e in model.entities.values() if e.derived and e.derived.source == BIG
-              and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
-    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in model.entities.values())
-    if not (months or supplied):
+    months = _keyed_months(policy, small)
+    if not _keyed_applies(policy, small):
         return
     light = EntityColumns(pc.cast(claims["id"], pa.string()))
     light.links = {k: claims[k] for k in model.entities[BIG].links if k in claims.column_names}
@@ -416,6 +417,18 @@ def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
     faults = [file_fault(policy, f) for f in found if isinstance(f, RowFault) or f.entity != BIG]
     if faults:
         raise SituationError(faults[:20])
+
+
+def _keyed_months(policy: Policy, small: dict[str, EntityColumns]) -> set[str]:
+    """The claim date fields whose months key an entity that needs its rows checked."""
+    return {p.field for e in policy.model.entities.values() if e.derived and e.derived.source == BIG
+            and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
+
+
+def _keyed_applies(policy: Policy, small: dict[str, EntityColumns]) -> bool:
+    """Whether a whole run would report faults of keyed entities (see `_check_keyed`)."""
+    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in policy.model.entities.values())
+    return bool(_keyed_months(policy, small)) or supplied
 
 
 def distinct_keys(claims: pa.Table, keys: list[str]) -> list[tuple]:
