@@ -192,19 +192,23 @@ def test_unknown_backend_is_refused(years, tmp_path):
 def test_uncovered_construct_falls_back_with_a_warning(tmp_path):
     """A claim formula the Polars backend cannot compile (allocate over claims) settles with numpy
     and says so; the numbers are numpy's."""
+    from dataclasses import replace
+
     from engine.batch import polars_backend
+    from engine.compile.functions import FUNCTIONS, register
     from engine.plan.rounds import split
     policy = _policy("zibo")
     rounds = split(policy.plan, "claim")
     assert polars_backend.unsupported(policy, rounds) is None
-    saved = polars_backend.BATCH_FORMS.pop("lookup")
+    saved = FUNCTIONS["lookup"]
+    register(replace(saved, batch=None))  # a built-in without a batch form
     try:
         assert "lookup()" in polars_backend.unsupported(policy, rounds)
         data = tmp_path / "data"
         synthesize(policy, 300, data, seed=2)
         summary = settle(policy, data, tmp_path / "out", folder_period(data, None), backend="polars")
     finally:
-        polars_backend.BATCH_FORMS["lookup"] = saved
+        register(saved)
     assert summary.warnings[0]["code"] == "backend_fallback" and "lookup()" in summary.warnings[0]["message"]
     settle(policy, data, tmp_path / "ref", folder_period(data, None))
     assert _outputs(tmp_path / "out")["claim.parquet"].equals(_outputs(tmp_path / "ref")["claim.parquet"])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.batch.partition import SmallState, _partial_table, encode_key, find_aggregation
+from engine.compile.functions import FUNCTIONS, register
 from engine.dsl import typed as T
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
@@ -285,7 +286,8 @@ class Compiler:
 
     # ---- calls ----------------------------------------------------------------------------------
     def _call(self, node: T.Call, active) -> pl.Expr:
-        form = BATCH_FORMS.get(node.function)
+        entry = FUNCTIONS.get(node.function)
+        form = entry.batch if entry is not None else None
         if form is None or (node.kind == "aggregate" or node.kind == "table"):
             raise Unsupported(f"{node.function}() ({node.kind}) in a claim formula")
         return form(self, node, active)
@@ -578,6 +580,17 @@ BATCH_FORMS: dict[str, Callable[[Compiler, T.Call, Any], pl.Expr]] = {
 }
 
 
+def install_batch_forms() -> None:
+    """Give each built-in's registry entry its batch form (engine.compile.functions.Builtin.batch)."""
+    for name, form in BATCH_FORMS.items():
+        entry = FUNCTIONS.get(name)
+        if entry is not None and entry.batch is not form:
+            register(replace(entry, batch=form))
+
+
+install_batch_forms()
+
+
 # ---- running a round (按轮计算) ------------------------------------------------------------------
 
 def add_chain_order(claims: Claims) -> None:
@@ -803,7 +816,8 @@ def unsupported(policy: Policy, rounds) -> str | None:
         for agg in group:
             nodes += [n for part in (agg.node.args[0], agg.node.where) if part is not None for n in T.walk(part)]
     for node in nodes:
-        if isinstance(node, T.Call) and node.kind != "edge" and node.function not in BATCH_FORMS:
+        if isinstance(node, T.Call) and node.kind != "edge" and getattr(FUNCTIONS.get(node.function), "batch",
+                                                                        None) is None:
             return f"{node.function}() in a {big} formula"
         if isinstance(node, T.Call) and node.kind in ("aggregate", "table", "allocate"):
             return f"{node.function}() ({node.kind}) in a {big} formula"
