@@ -10,6 +10,7 @@ settles a situation with claims.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -287,3 +288,33 @@ def test_every_construct_equal_and_right(tmp_path):
     codes = {(w[0], w[1]): w[2] for w in polars_run["warnings"]}
     assert codes[("division_by_zero", "variables.claim.share")] == 2
     assert codes[("category_missing", "variables.claim.rate")] == 1
+
+
+def test_dated_parameters_and_parent_reads_equal_and_right(tmp_path):
+    """Parameters with versions pick the version in force on each claim's date, parent values
+    are read through links, dated band tables apply."""
+    from evalkit import make_policy
+    policy = make_policy({"claim": {
+        "penalty_rate": "penalty",
+        "deductible_due": {"formula": "deductible[institution.level]", "unit": "yuan"},
+        "banded": {"formula": "bands(total_cost, dated_share)", "unit": "yuan"}}}, parameters={
+        "penalty": {"values": [{"from": "2024-01-01", "value": "10%"}, {"from": "2024-07-01", "value": "15%"}]},
+        "deductible": {"values": [{"from": "2024-01-01", "value": {"1": 300, "2": 600}},
+                                  {"from": "2024-07-01", "value": {"1": 400, "2": 800}}]},
+        "dated_share": {"values": [{"from": "2024-01-01", "value": {"edges": [1000], "rates": ["50%", "10%"]}},
+                                   {"from": "2024-07-01", "value": {"edges": [500], "rates": ["100%", "20%"]}}]}})
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"id": ["H1", "H2"], "level": [1.0, 2.0]}), data / "institution.parquet")
+    pq.write_table(pa.table({
+        "id": ["june", "july", "dec", "nowhere"], "institution": ["H1", "H1", "H2", None],
+        "total_cost": [1000.0, 2000.01, 1500.0, 100.0],
+        "discharge_date": pa.array([dt.date(2024, 6, 30), dt.date(2024, 7, 1), dt.date(2024, 12, 31),
+                                    dt.date(2024, 3, 1)])}), data / "claim.parquet")
+    (data / "meta.json").write_text(json.dumps({"period": "2024"}))
+    numpy_run, polars_run = settle_both(policy, data, tmp_path)
+    assert_equal(numpy_run, polars_run)
+    claims = polars_run["outputs"]["claim.parquet"].to_pylist()
+    got = {row["id"]: (row["penalty_rate"], row["deductible_due"], row["banded"]) for row in claims}
+    assert got == {"june": (0.10, 300.0, 500.0), "july": (0.15, 400.0, 800.0),  # 800.002 to the fen
+                   "dec": (0.15, 800.0, 500.0 + 1000 * 0.2), "nowhere": (0.10, 0.0, 50.0)}

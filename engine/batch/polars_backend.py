@@ -197,20 +197,25 @@ class Compiler:
     def _param(self, node: T.Param, active) -> pl.Expr:
         return self.per_version(node.name, lambda value: _constant(value, node.type))
 
-    def per_version(self, name: str, build: Callable[[Any], pl.Expr]) -> pl.Expr:
-        """`build(value)` with the parameter's version in force on each claim's date."""
-        ctx = RunContext(self.policy)
-        versions = ctx.versions(name)
+    def per_version(self, name: str, build: Callable[..., pl.Expr], active: pl.Expr | None = None,
+                    rows: bool = False) -> pl.Expr:
+        """`build(value)` with the parameter's version in force on each claim's date; `rows`:
+        `build(value, active)` with the rows of that version, for the warnings it counts."""
+        versions = RunContext(self.policy).versions(name)
         if len(versions) == 1:
-            return build(versions[0])
+            return build(versions[0], active) if rows else build(versions[0])
         column = f"__version.{name}"
         if column not in self.gathered:
             dates = self.claims.links.row_dates[self.big]
             index = self.policy.parameters[name].version_index(dates)
             self.gathered[column] = pl.Series(column, np.broadcast_to(index, (self.claims.frame.height,)))
-        out = build(versions[-1])
-        for i in range(len(versions) - 2, -1, -1):
-            out = pl.when(pl.col(column) == i).then(build(versions[i])).otherwise(out)
+        parts = []
+        for i, value in enumerate(versions):  # in version order, as the numpy engine warns
+            here = pl.col(column) == i
+            parts.append(build(value, here if active is None else active & here) if rows else build(value))
+        out = parts[-1]
+        for i in range(len(parts) - 2, -1, -1):
+            out = pl.when(pl.col(column) == i).then(parts[i]).otherwise(out)
         return out
 
     # ---- operators ----------------------------------------------------------------------------
@@ -271,7 +276,7 @@ class Compiler:
     def _index(self, node: T.Index, active) -> pl.Expr:
         key = self.bind(_key_expr(self.expr(node.key, active), node.key.type))
 
-        def by_category(mapping: dict) -> pl.Expr:
+        def by_category(mapping: dict, active: pl.Expr | None) -> pl.Expr:
             names = list(mapping)
             found = key.replace_strict(names, [float(mapping[k]) for k in names], default=None,
                                        return_dtype=pl.Float64)
@@ -282,7 +287,7 @@ class Compiler:
                                       f"参数 {node.param} 没有类别 {{0}} 的取值，按 0 计",
                                       _count(missing, active), first))
             return found.fill_null(0.0)
-        return self.per_version(node.param, by_category)
+        return self.per_version(node.param, by_category, active, rows=True)
 
     # ---- calls ----------------------------------------------------------------------------------
     def _call(self, node: T.Call, active) -> pl.Expr:
