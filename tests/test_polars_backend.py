@@ -167,7 +167,18 @@ def _write_situation(situation: dict, folder: Path) -> None:
     (folder / "meta.json").write_text(json.dumps({"period": str(situation.get("period", ""))}))
 
 
-CASES = [(city, name, situation) for city in CITIES for name, situation in _case_situations(city)]
+def _worked_examples() -> list[tuple[str, str, dict]]:
+    out = []
+    for file in sorted((ROOT / "tests" / "worked_examples").glob("*.json")):
+        data = json.loads(file.read_text(encoding="utf-8"))
+        situation = data.get("situation") or {}
+        if data.get("city") in CITIES and situation.get("entities", {}).get("claim") and not situation.get("parameters"):
+            out.append((data["city"], file.stem, situation))
+    return out
+
+
+CASES = [(city, name, situation) for city in CITIES for name, situation in _case_situations(city)] \
+    + _worked_examples()
 
 
 @pytest.mark.parametrize("city,name,situation", CASES, ids=[f"{c}-{n}" for c, n, _ in CASES])
