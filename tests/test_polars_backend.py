@@ -329,3 +329,15 @@ def test_dated_parameters_and_parent_reads_equal_and_right(tmp_path):
     got = {row["id"]: (row["penalty_rate"], row["deductible_due"], row["banded"]) for row in claims}
     assert got == {"june": (0.10, 300.0, 500.0), "july": (0.15, 400.0, 800.0),  # 800.002 to the fen
                    "dec": (0.15, 800.0, 500.0 + 1000 * 0.2), "nowhere": (0.10, 0.0, 50.0)}
+
+
+@pytest.mark.parametrize("city", ["hangzhou", "zibo"])
+def test_a_year_without_claims_settles_on_polars(city, years, tmp_path):
+    """An empty claim file (a chain rule among the steps) settles on Polars as on numpy."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in years[city].iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    pq.write_table(pq.read_table(years[city] / "claim.parquet").slice(0, 0), data / "claim.parquet")
+    numpy_run, polars_run = settle_both(_policy(city), data, tmp_path)
+    assert_equal(numpy_run, polars_run)

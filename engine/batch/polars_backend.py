@@ -769,7 +769,7 @@ def run_recurrent(compiler: Compiler, step: Step, ctx: RunContext) -> None:
             ctx.warn("non_finite", "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
                      "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", int(bad))
             frame = frame.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).otherwise(0.0).alias(name))
-    claims.frame = frame.drop([*accumulators, AT])
+    claims.frame = frame.drop([*accumulators, AT], strict=False)
 
 
 # ---- partial aggregates (部分汇总) -----------------------------------------------------------
