@@ -341,3 +341,28 @@ def test_a_year_without_claims_settles_on_polars(city, years, tmp_path):
     pq.write_table(pq.read_table(years[city] / "claim.parquet").slice(0, 0), data / "claim.parquet")
     numpy_run, polars_run = settle_both(_policy(city), data, tmp_path)
     assert_equal(numpy_run, polars_run)
+
+
+def test_bad_claims_are_refused_alike(years, tmp_path):
+    """A claim naming an institution that does not exist, and a required input left empty: the
+    same faults (file, column, rows) from both backends, and nothing written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in years["zibo"].iterdir():
+        (data / f.name).write_bytes(f.read_bytes())
+    claims = pq.read_table(years["zibo"] / "claim.parquet")
+    names = claims["institution"].to_pylist()
+    names[3] = "NOPE"
+    claims = claims.set_column(claims.column_names.index("institution"), "institution", pa.array(names))
+    pq.write_table(claims, data / "claim.parquet")
+    numpy_run, polars_run = settle_both(_policy("zibo"), data, tmp_path)
+    assert numpy_run["error"] == polars_run["error"] == [("claim.institution", "no institution with id 'NOPE'")]
+    assert not (tmp_path / "out_polars").exists()
+    costs = claims["total_cost"].to_pylist()
+    costs[5] = None
+    pq.write_table(claims.set_column(claims.column_names.index("institution"), "institution",
+                                     pq.read_table(years["zibo"] / "claim.parquet")["institution"])
+                   .set_column(claims.column_names.index("total_cost"), "total_cost", pa.array(costs)),
+                   data / "claim.parquet")
+    numpy_run, polars_run = settle_both(_policy("zibo"), data, tmp_path)
+    assert numpy_run["error"] == polars_run["error"] and "total_cost" in numpy_run["error"][0][0]
