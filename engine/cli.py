@@ -203,9 +203,9 @@ def cmd_settle(args) -> int:
         with Progress(transient=True) as progress:
             task = progress.add_task("settling", total=len(policy.plan.steps))
             summary = settle(policy, data, Path(args.out), period,
-                             lambda name: progress.update(task, advance=1, description=name), ledger=ledger)
+                             lambda name: progress.update(task, advance=1, description=name), ledger=ledger, backend=args.backend)
     else:
-        summary = settle(policy, data, Path(args.out), period, ledger=ledger)
+        summary = settle(policy, data, Path(args.out), period, ledger=ledger, backend=args.backend)
     if args.json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False, indent=2))
         return 0
@@ -417,6 +417,8 @@ def parser() -> argparse.ArgumentParser:
                    help="local (default) or spark: claim stages on Apache Spark (pip install '.[spark]')")
     p.add_argument("--master", default=None,
                    help="Spark master URL with --engine spark (default: spark-submit's, else local[*])")
+    p.add_argument("--backend", choices=["numpy", "polars"], default="numpy",
+                   help="local engine for the claim stages: numpy (default) or polars (docs/scale.md)")
     p.set_defaults(fn=cmd_settle)
     p = sub.add_parser("statement", help="clearing statements (.xlsx and printable .html) / 生成清算单")
     p.add_argument("city")

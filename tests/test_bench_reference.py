@@ -152,3 +152,17 @@ def test_jingdezhen_loop_equals_engine(jingdezhen):
     ref.compare_column(check, "actual_spending", spending + inp.cols["community"]["actual_out_of_county"],
                        columns["community"]["actual_spending"], money=True)
     assert_equal(check)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "polars"])
+@pytest.mark.parametrize("writer", ["zibo_polars", "zibo_duckdb"])
+def test_columnar_references_equal_settle(zibo, tmp_path, backend, writer):
+    """The hand-written Polars query and DuckDB SQL of bench/columnar.py give settle's claim values,
+    whichever backend settles."""
+    pytest.importorskip("duckdb")
+    columnar = importlib.import_module("bench.columnar")
+    data = zibo[0]
+    settle(REGISTRY.pick("zibo", folder_period(data, None)), data, tmp_path / "out", folder_period(data, None),
+           backend=backend)
+    getattr(columnar, writer)(data, tmp_path / "ref.parquet")
+    assert columnar.compare(tmp_path / "ref.parquet", tmp_path / "out" / "claim.parquet") == []

@@ -223,15 +223,23 @@ def _read_quietly(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
     return data
 
 
+BACKENDS = ("numpy", "polars")
+
+
 def settle(policy: Policy, folder: Path, out: Path, period: Period,
            on_step: Callable[[str], None] | None = None, chunk_rows: int | None = None,
-           ledger: Path | None = None) -> Summary:
+           ledger: Path | None = None, backend: str = "numpy") -> Summary:
     """Read, evaluate every stage, write — claims in chunks of at most `chunk_rows` (referral
     chains kept whole), so memory stays bounded; timings of each phase and the peak memory.
     Every input value is checked first; the results reach `out` only when the whole run succeeds.
     With a `ledger` (engine.batch.ledger), its months supply the account_month rows: what was
     actually paid each month replaces the months computed from the claims. Every file written
-    carries the run's provenance (schema metadata `medpay`), and so does `manifest.json`."""
+    carries the run's provenance (schema metadata `medpay`), and so does `manifest.json`.
+    `backend` "polars": the claim stages as Polars expressions (engine.batch.polars_backend); a
+    policy or run it cannot take (a ledger, for one) settles with numpy, with a warning saying so."""
+    if backend not in BACKENDS:
+        raise SituationError([InputFault("backend", f"unknown backend '{backend}' (numpy or polars)",
+                                         f"未知的计算后端“{backend}”（numpy 或 polars）")])
     inputs = RunInputs(folder)
     if ledger is not None:
         from engine.batch.ledger import ledger_supply
@@ -239,9 +247,93 @@ def settle(policy: Policy, folder: Path, out: Path, period: Period,
     with staged_output(out) as stage:
         try:
             rounds = split(policy.plan, BIG)
-        except NotDistributable:
-            return _settle_whole(policy, inputs, stage, period, on_step)
+        except NotDistributable as err:
+            summary = _settle_whole(policy, inputs, stage, period, on_step)
+            if backend == "polars":
+                summary.warnings.insert(0, _fallback_warning(str(err)))
+            return summary
+        if backend == "polars":
+            from engine.batch import polars_backend
+            reason = "a ledger of monthly pre-settlements" if ledger is not None else \
+                polars_backend.unsupported(policy, rounds)
+            if reason is None:
+                try:
+                    return _settle_polars(policy, folder, stage, period, rounds, on_step)
+                except polars_backend.Unsupported as err:
+                    reason = str(err)
+                except polars_backend.PolarsError as err:  # a query Polars refuses: numpy settles it
+                    reason = f"this data ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+            summary = _settle_chunks(policy, inputs, stage, period, rounds, on_step, chunk_rows)
+            summary.warnings.insert(0, _fallback_warning(reason))
+            return summary
         return _settle_chunks(policy, inputs, stage, period, rounds, on_step, chunk_rows)
+
+
+def _fallback_warning(reason: str) -> dict:
+    return {"code": "backend_fallback", "path": "backend",
+            "message": f"settled with the numpy engine: the Polars backend does not cover {reason}",
+            "message_zh": f"已改用 numpy 引擎结算：Polars 后端不支持 {reason}", "rows": 0}
+
+
+def _settle_polars(policy: Policy, folder: Path, out: Path, period: Period, rounds,
+                   on_step: Callable[[str], None] | None) -> Summary:
+    """All claims in one Polars frame, the small entities on numpy between rounds (see `settle`)."""
+    from engine.batch import polars_backend as pb
+    summary = Summary(policy.id, period.text)
+    started = time.perf_counter()
+    small = _small_entities(policy, folder)
+    claims, left_out = partition.claims_in_period(policy, _claims(policy, folder), BIG, period.start, period.end)
+    _check_links(policy, small, claims)
+    frame = pb.read_claims(policy, claims, small, str(period.end), BIG)
+    if _keyed_applies(policy, small):  # what _check_keyed reports, from the claims' links read once
+        faults = [file_fault(policy, f) for f in frame.found if isinstance(f, RowFault) or f.entity != BIG]
+        if faults:
+            raise SituationError(faults[:20])
+    if _missing_required(policy, folder, small, claims) is not None:  # decided by branch, in one numpy population
+        raise pb.Unsupported("inputs left empty on some rows (required by branch)")
+    keys = partition.derived_keys(policy, BIG, claims.column_names)
+    pop = partition.driver_population(policy, small, BIG, keys, distinct_keys(claims, keys), str(period.end))
+    summary.seconds["read"] = time.perf_counter() - started
+    t = time.perf_counter()
+    ctx, done = RunContext(policy), []
+    for r in range(rounds.count):
+        state = partition.state_of(pop, BIG)
+        pb.run_round(policy, frame, rounds.claim_steps[r], state, pop, ctx)
+        done += [s.variable.name for s in rounds.claim_steps[r]]
+        aggregations = [a.key for a in rounds.aggregations[r]]
+        if aggregations:
+            sums: dict[str, list[tuple]] = {}
+            _add_partials(sums, pb.partials(policy, frame, aggregations, state, pop, ctx))
+            for agg in rounds.aggregations[r]:
+                ids = [str(x) for x in list(pop.ids[agg.parent])]
+                ctx.precomputed[agg.key] = partition.combine_aggregation(
+                    agg, ids, sums.get(partition.encode_key(agg.key), []))
+        if on_step:
+            on_step(f"claims, round {r + 1}")
+        for step in rounds.small_steps[r]:
+            run_step(step, pop, ctx)
+            if on_step:
+                on_step(f"{step.variable.entity}.{step.variable.name}")
+    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+    failures = checks.found([c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG], pop, ctx,
+                            json_paths=False)
+    ids = pc.cast(claims["id"], pa.string())
+    if claims.num_rows:
+        failures += pb.check_failures(policy, frame, ids, partition.state_of(pop, BIG), pop, ctx)
+    checked = checks.verdict(checks.merge(failures))  # raises on an error check: nothing is written
+    summary.seconds["evaluate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write(policy, pop, small_steps, out)
+    if done:  # no claims: an empty claim file with its columns, as the numpy run writes
+        money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
+        pq.write_table(pb.results(frame, ids, done, money), out / f"{BIG}.parquet", compression="zstd")
+    summary.seconds["write"] = time.perf_counter() - t
+    summary.seconds["total"] = time.perf_counter() - started
+    summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
+    summary.rows[BIG] = claims.num_rows
+    summary.peak_rss_mb = peak_rss_mb()
+    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
+    return summary
 
 
 def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period, rounds,
@@ -446,10 +538,8 @@ def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
     covering row (community_fund_missing). Built from the claims' links and dates only, and only
     when such a check applies."""
     model = policy.model
-    months = {p.field for e in model.entities.values() if e.derived and e.derived.source == BIG
-              and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
-    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in model.entities.values())
-    if not (months or supplied):
+    months = _keyed_months(policy, small)
+    if not _keyed_applies(policy, small):
         return
     light = EntityColumns(pc.cast(claims["id"], pa.string()))
     light.links = {k: claims[k] for k in model.entities[BIG].links if k in claims.column_names}
@@ -460,6 +550,18 @@ def _check_keyed(policy: Policy, small: dict[str, EntityColumns], claims: pa.Tab
     faults = [file_fault(policy, f) for f in found if isinstance(f, RowFault) or f.entity != BIG]
     if faults:
         raise SituationError(faults[:20])
+
+
+def _keyed_months(policy: Policy, small: dict[str, EntityColumns]) -> set[str]:
+    """The claim date fields whose months key an entity that needs its rows checked."""
+    return {p.field for e in policy.model.entities.values() if e.derived and e.derived.source == BIG
+            and keyed.needs_rows(e, len(small.get(e.name, ()))) for p in e.derived.parts if p.kind == "month"}
+
+
+def _keyed_applies(policy: Policy, small: dict[str, EntityColumns]) -> bool:
+    """Whether a whole run would report faults of keyed entities (see `_check_keyed`)."""
+    supplied = any((e.key or e.derived) and len(small.get(e.name, ())) for e in policy.model.entities.values())
+    return bool(_keyed_months(policy, small)) or supplied
 
 
 def distinct_keys(claims: pa.Table, keys: list[str]) -> list[tuple]:

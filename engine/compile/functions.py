@@ -48,7 +48,9 @@ class Builtin:
     `fn(frame)`; `trace(typed call)` → None to show the arguments' inputs instead of the call,
     or the sub-expressions whose inputs are shown besides the call's own value; `partial`:
     for aggregations, how per-partition partials combine (sum, count, mean, min, max, any, all);
-    `explain`: what the function does, in English and Chinese."""
+    `explain`: what the function does, in English and Chinese; `batch`: its batch form, the
+    typed call as a Polars expression (set by engine.batch.polars_backend; None: a policy calling
+    it in a claim formula settles with numpy)."""
 
     name: str
     check: CheckFn
@@ -57,6 +59,7 @@ class Builtin:
     trace: TraceFn = look_through
     partial: str | None = None
     takes_where: bool = False
+    batch: Callable[..., Any] | None = None
 
 
 FUNCTIONS: dict[str, Builtin] = {}

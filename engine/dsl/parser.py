@@ -9,7 +9,7 @@ from functools import cache
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from engine.dsl import ast
+from engine.dsl import ast, formula_cache
 from engine.dsl.grammar import lark_parser
 from engine.dsl.syntax_messages import (
     FULL_WIDTH,
@@ -237,7 +237,12 @@ def _depth(node: ast.Node) -> int:
 
 def parse_formula(text: str) -> ast.Node:
     """Parse one policy formula; raise FormulaError with an offset on any mistake, including a
-    `null`/`None` or a list where the language takes none."""
+    `null`/`None` or a list where the language takes none. A formula parsed before comes from the
+    formula cache (engine.dsl.formula_cache)."""
+    return formula_cache.CACHE.parse(text, _parse_formula)
+
+
+def _parse_formula(text: str) -> ast.Node:
     node = parse_expression(text)
     _check_values(node)
     return node
