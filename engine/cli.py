@@ -128,6 +128,11 @@ def cmd_validate(args) -> int:
         ms = (time.perf_counter() - started) * 1000
         print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
               f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        for warning in policy.warnings:
+            print(warning.render())
+        if policy.warnings:
+            print(f"  {len(policy.warnings)} warning(s): values that are hardly meant / "
+                  f"{len(policy.warnings)} 处提示：取值可能有误")
         if policy.checks:
             print(f"  checks / 校验 ({len(policy.checks)}):")
             for check in policy.checks:

@@ -102,8 +102,9 @@ def validation(text: str, file: str, folder: Path, tables: TableReader) -> dict:
         policy = load_policy_text(text, file, folder, tables)
     except PolicyError as err:
         return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
-                "assumed": []}
-    return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+                "assumed": [], "warnings": []}
+    return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed,
+            "warnings": [d.to_dict() for d in policy.warnings]}
 
 
 def has_token(authorization: str | None) -> bool:

@@ -13,6 +13,7 @@ from engine.dsl.checker import Checker
 from engine.errors import Diagnostic, FormulaError, PolicyError
 from engine.plan import plan as planning
 from engine.policy.loader import Draft, read_policy_file, read_policy_text
+from engine.policy.plausibility import warnings_of
 from engine.policy.spec import Policy, PolicyCheck
 from engine.policy.values import TableReader, disk_tables
 
@@ -33,6 +34,7 @@ def build(draft: Draft) -> Policy:
     """The policy of a draft with its plan attached."""
     draft.policy.plan = plan(draft)
     draft.policy.checks = [c.check for c in draft.policy.plan.checks]
+    draft.policy.warnings = warnings_of(draft.policy, draft.source)
     return draft.policy
 
 

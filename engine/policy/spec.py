@@ -167,6 +167,7 @@ class Policy:
     assumed: list[str] = field(default_factory=list)
     checks: list[PolicyCheck] = field(default_factory=list)
     readings: list[Reading] = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # plausibility warnings (Diagnostic), engine.policy.plausibility
 
     @property
     def id(self) -> str:
