@@ -20,6 +20,7 @@ from engine import __version__, settings
 from engine.api import describe
 from engine.api.evaluation import HEAVY, evaluated, situation_data
 from engine.api.explanation import router as explain_router
+from engine.api.impact import router as impact_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import ErrorBody, Result, Situation, ValidateRequest, ValidateResponse, demo_examples
 from engine.compile.build import load_policy_text
@@ -290,5 +291,6 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     from engine.api import web
     app.include_router(web.router)
     app.include_router(explain_router)
+    app.include_router(impact_router)
 
     return app
