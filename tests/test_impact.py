@@ -152,3 +152,29 @@ def test_api_impact_without_a_data_folder(city, monkeypatch):
     c = TestClient(create_app(city["policies"], watch=False), base_url="http://localhost")
     r = c.post("/v1/cities/impactville/impact", json={})
     assert r.status_code == 409 and r.json()["detail"][0]["path"] == "MEDPAY_IMPACT_DATA"
+
+
+def test_api_source_opens_the_served_file(city, monkeypatch):
+    r = client(city, monkeypatch).get("/v1/cities/impactville/source")
+    assert r.status_code == 200
+    assert r.json()["text"] == city["policy"].read_text(encoding="utf-8") and r.json()["file"] == "impactville.yaml"
+    assert client(city, monkeypatch).get("/v1/cities/impactville/source?version=1999").status_code == 404
+
+
+def test_api_draft_tried_beside_the_served_version(city, monkeypatch):
+    situation = {"period": "2024", "entities": {
+        "fund": [{"id": "resident"}], "community": [{"id": "C1"}], "institution": [{"id": "H1", "community": "C1"}],
+        "claim": [{"id": "c1", "institution": "H1", "fund": "resident", "discharge_date": "2024-03-01",
+                   "total_cost": 1000.10}]}}
+    r = client(city, monkeypatch).post("/v1/cities/impactville/draft/evaluate",
+                                       json={"text": policy_yaml("80%"), "situation": situation})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    paid = {side: body[side]["result"]["entities"]["claim"][0]["fund_paid"] for side in ("served", "draft")}
+    assert Decimal(str(paid["served"])) == fen(Decimal("1000.10") * Decimal("0.9"))  # 900.09
+    assert Decimal(str(paid["draft"])) == fen(Decimal("1000.10") * Decimal("0.8"))  # 800.08
+    assert body["changed"] == ["fund_rate"] and body["warnings"] == []
+    bad = client(city, monkeypatch).post("/v1/cities/impactville/draft/evaluate",
+                                         json={"text": policy_yaml("80%"), "situation": {"period": "2024",
+                                                                                          "entities": {"claim": 3}}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["path"].startswith("situation")

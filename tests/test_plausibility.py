@@ -108,3 +108,12 @@ def test_the_api_lists_warnings_beside_a_valid_answer(tmp_path):
     assert [(w["code"], w["severity"], w["path"]) for w in body["warnings"]] == [
         ("ratio_out_of_range", "warning", "parameters.risk_fund_rate.value")]
     assert body["warnings"][0]["line"] is not None
+
+
+def test_a_draft_with_an_error_still_lists_its_warnings():
+    client = TestClient(create_app(POLICY_DIR, watch=False), base_url="http://localhost")
+    text = policy_text({"risk_fund_rate": {"unit": "ratio", "value": 5}}).replace("total_cost * 1", "total_cots * 1")
+    body = client.post("/v1/validate", json={"text": text, "file": "draft.yaml"}).json()
+    assert body["valid"] is False
+    assert sorted((d["severity"], d["code"]) for d in body["diagnostics"]) == [
+        ("error", "unknown_name"), ("warning", "ratio_out_of_range")]

@@ -1,6 +1,11 @@
-"""`POST /v1/cities/{city}/impact`: a draft (or parameter overrides) against the served policy,
-over the city-year in the server's data folder (MEDPAY_IMPACT_DATA; never a path from the
-request), per institution and fund; JSON or an .xlsx (草案影响测算接口)."""
+"""The policy officer's workspace (草案工作台):
+
+- `POST /v1/cities/{city}/impact`: a draft (or parameter overrides) against the served policy, over
+  the city-year in the server's data folder (MEDPAY_IMPACT_DATA; never a path from the request),
+  per institution and fund; JSON or an .xlsx;
+- `GET /v1/cities/{city}/source`: the served policy's YAML text, to open as a draft;
+- `POST /v1/cities/{city}/draft/evaluate`: a draft tried on a situation beside the served version.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +19,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.api.evaluation import HEAVY
+from engine.api.evaluation import HEAVY, check_answer_size, situation_data
 from engine.api.limits import WorkerFailed, run_with_deadline
-from engine.api.models import ErrorBody
-from engine.batch.impact import Impact, impact, with_overrides, write_xlsx
+from engine.api.models import ErrorBody, Situation
+from engine.batch.impact import Impact, changes, impact, with_overrides, write_xlsx
 from engine.batch.settle import folder_period
 from engine.compile.build import load_policy_text
 from engine.errors import LimitExceeded, PolicyCheckFailed, PolicyError, SituationError
 from engine.policy.loader import served_table_reader
 from engine.policy.registry import UnknownCity
+from engine.run.evaluate import evaluate
 from engine.settings import LIMITS
 
 router = APIRouter()
@@ -77,6 +83,15 @@ def _xlsx_bytes(result: Impact) -> bytes:
         return path.read_bytes()
 
 
+def _check_size(text: str, admin: bool) -> None:
+    """A draft is held to the size limit of /v1/validate (the publishing limit with the admin token)."""
+    most = LIMITS.policy_bytes if admin else LIMITS.validate_bytes
+    size = len(text.encode("utf-8"))
+    if size > most:
+        raise LimitExceeded("MEDPAY_MAX_VALIDATE_BYTES", f"the draft has {size} bytes, more than {most}",
+                            f"草案文本 {size} 字节，超过 {most} 字节的限额")
+
+
 def _refused(status: int, kind: str, path: str, en: str, zh: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": kind,
                                                      "detail": [{"path": path, "message": en, "message_zh": zh}]})
@@ -106,11 +121,7 @@ async def impact_endpoint(city: str, request: Request, body: Annotated[ImpactReq
         return _refused(404, "unknown_version", "version", f"{city} has no version '{body.version}' "
                         f"(versions: {known})", f"{city} 没有版本“{body.version}”（现有版本：{known}）")
     if body.text is not None:
-        most = LIMITS.policy_bytes if has_token(authorization) else LIMITS.validate_bytes
-        size = len(body.text.encode("utf-8"))
-        if size > most:
-            raise LimitExceeded("MEDPAY_MAX_VALIDATE_BYTES", f"the draft has {size} bytes, more than {most}",
-                                f"草案文本 {size} 字节，超过 {most} 字节的限额")
+        _check_size(body.text, has_token(authorization))
     args = (served, body.text, body.file, store.folder, served_table_reader(store.registry.cities),
             body.parameters, body.variable, data, format == "xlsx")
     try:
@@ -126,3 +137,89 @@ async def impact_endpoint(city: str, request: Request, body: Annotated[ImpactReq
         name = f"impact-{city}-{answer['impact']['period']}.xlsx"
         return Response(answer["xlsx"], media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
     return answer["impact"]
+
+
+@router.get("/v1/cities/{city}/source", summary="the served policy file's YAML text, to open as a draft",
+            responses={404: {"model": ErrorBody, "description": "unknown city or version"}})
+def source(city: str, request: Request, version: str | None = None) -> Any:
+    versions = request.app.state.store.registry.cities.get(city)
+    if not versions:
+        raise UnknownCity(city)
+    policy = versions[-1] if version is None else next((p for p in versions if p.meta.version == version), None)
+    if policy is None:
+        known = ", ".join(p.meta.version for p in versions)
+        return _refused(404, "unknown_version", "version", f"{city} has no version '{version}' (versions: {known})",
+                        f"{city} 没有版本“{version}”（现有版本：{known}）")
+    path = Path(policy.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return _refused(404, "no_source", "city", f"the file of {city} {policy.meta.version} cannot be read",
+                        f"无法读取 {city} {policy.meta.version} 的政策文件")
+    return {"city": city, "version": policy.meta.version, "file": path.name, "text": text}
+
+
+class DraftRun(BaseModel):
+    """A draft's YAML text and a situation to evaluate with it (and with the served version)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=2_000_000, description="the draft policy's YAML text")
+    file: str = Field("draft.yaml", max_length=200)
+    situation: Situation
+    version: str | None = Field(None, description="the served version compared (default: the latest)")
+
+
+def _draft_job(served, text: str, file: str, folder: Path, tables, data: dict) -> dict:
+    """Runs in a worker process: the draft loaded and the situation evaluated with it and with the
+    served version (a fault of either side is reported as data)."""
+    try:
+        draft = load_policy_text(text, file, folder, tables)
+    except PolicyError as err:
+        return {"fault": "draft_invalid", "detail": [d.to_dict() for d in err.diagnostics]}
+    return {"draft": _evaluated(draft, data), "served": _evaluated(served, data),
+            "changed": changes(served, draft), "warnings": [d.to_dict() for d in draft.warnings],
+            "versions": {"served": served.meta.version, "draft": draft.meta.version}}
+
+
+def _evaluated(policy, data: dict) -> dict:
+    try:
+        check_answer_size(policy, data)
+        return {"ok": True, "result": evaluate(policy, data)}
+    except SituationError as err:
+        return {"ok": False, "detail": [{**f.to_dict(), "path": f"situation.{f.path}" if f.path else "situation"}
+                                        for f in err.faults]}
+    except PolicyCheckFailed as err:
+        return {"ok": False, "detail": err.failures}
+    except LimitExceeded as err:
+        return {"ok": False, "detail": [{"path": err.setting, "message": err.en, "message_zh": err.zh}]}
+
+
+@router.post("/v1/cities/{city}/draft/evaluate", summary="try a draft on a situation, beside the served version",
+             responses={404: {"model": ErrorBody, "description": "unknown city or version"},
+                        422: {"model": ErrorBody, "description": "the draft does not load"}})
+async def draft_evaluate(city: str, request: Request, body: Annotated[DraftRun, Body()],
+                         authorization: Annotated[str | None, Header()] = None) -> Any:
+    from engine.api.app import has_token
+    store = request.app.state.store
+    versions = store.registry.cities.get(city)
+    if not versions:
+        raise UnknownCity(city)
+    served = versions[-1] if body.version is None else next((p for p in versions if p.meta.version == body.version),
+                                                            None)
+    if served is None:
+        return _refused(404, "unknown_version", "version", f"{city} has no version '{body.version}'",
+                        f"{city} 没有版本“{body.version}”")
+    _check_size(body.text, has_token(authorization))
+    args = (served, body.text, body.file, store.folder, served_table_reader(store.registry.cities),
+            situation_data(body.situation))
+    try:
+        with HEAVY:
+            answer = await run_in_threadpool(run_with_deadline, _draft_job, args,
+                                             LIMITS.validate_seconds + LIMITS.eval_seconds,
+                                             "MEDPAY_MAX_EVAL_SECONDS")
+    except WorkerFailed:
+        return _refused(422, "policy_unreadable", "text", "the draft could not be checked: simplify its nesting",
+                        "无法校验此草案：请减少嵌套层级")
+    if "fault" in answer:
+        return JSONResponse(status_code=422, content={"error": answer["fault"], "detail": answer["detail"]})
+    return answer

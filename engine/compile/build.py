@@ -32,9 +32,11 @@ def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = 
 
 def build(draft: Draft) -> Policy:
     """The policy of a draft with its plan attached."""
+    found = warnings_of(draft.policy, draft.source)
+    draft.problems.extend(found)  # a draft that fails lists them beside its errors
     draft.policy.plan = plan(draft)
     draft.policy.checks = [c.check for c in draft.policy.plan.checks]
-    draft.policy.warnings = warnings_of(draft.policy, draft.source)
+    draft.policy.warnings = found
     return draft.policy
 
 
