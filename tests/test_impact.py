@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from engine.api.app import create_app
 from engine.cli import main
+from engine.settings import LIMITS
 
 # claims: (id, institution, fund, total_cost); the policy pays total_cost × fund_rate per claim and
 # sums it per account (institution×fund) and per institution
@@ -178,3 +182,50 @@ def test_api_draft_tried_beside_the_served_version(city, monkeypatch):
                                          json={"text": policy_yaml("80%"), "situation": {"period": "2024",
                                                                                           "entities": {"claim": 3}}})
     assert bad.status_code == 422 and bad.json()["detail"][0]["path"].startswith("situation")
+
+
+# ---- attacks on the workspace endpoints: bounded, a clear 4xx/503, nothing changed -----------------
+
+FULL = int(os.environ.get("MEDPAY_FUZZ_EXAMPLES", "1")) > 1
+
+
+def laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_as_a_draft_is_refused_quickly(city, monkeypatch):
+    c = client(city, monkeypatch)
+    text = policy_yaml("80%") + laughs(9 if FULL else 5)
+    for path, body in (("impact", {"text": text}),
+                       ("draft/evaluate", {"text": text, "situation": {"period": "2024", "entities": {}}})):
+        started = time.perf_counter()
+        r = c.post(f"/v1/cities/impactville/{path}", json=body)
+        assert time.perf_counter() - started < 2.0
+        assert r.status_code == 422 and r.json()["error"] == "draft_invalid"
+        assert r.json()["detail"][0]["code"] == "yaml_alias" and r.json()["detail"][0]["line"]
+
+
+def test_a_draft_over_the_size_limit_is_413(city, monkeypatch):
+    big = policy_yaml("80%") + "# " + "x" * (LIMITS.validate_bytes + 10) + "\n"
+    r = client(city, monkeypatch).post("/v1/cities/impactville/impact", json={"text": big})
+    assert r.status_code == 413 and r.json()["detail"][0]["path"] == "MEDPAY_MAX_VALIDATE_BYTES"
+
+
+def test_an_impact_over_its_time_budget_is_503_and_leaves_no_files(city, monkeypatch):
+    monkeypatch.setenv("MEDPAY_MAX_IMPACT_SECONDS", "0.001")
+    before = sorted(p.name for p in Path(tempfile.gettempdir()).glob("medpay-impact-*"))
+    r = client(city, monkeypatch).post("/v1/cities/impactville/impact", json={"parameters": {"fund_rate": "85%"}})
+    assert r.status_code == 503 and r.json()["detail"][0]["path"] == "MEDPAY_MAX_IMPACT_SECONDS"
+    assert r.headers.get("retry-after")
+    time.sleep(0.2)
+    assert sorted(p.name for p in Path(tempfile.gettempdir()).glob("medpay-impact-*")) == before
+
+
+def test_overrides_are_bounded_like_a_situations(city, monkeypatch):
+    c = client(city, monkeypatch)
+    r = c.post("/v1/cities/impactville/impact", json={"parameters": {"fund_rate": "1e999"}})
+    assert r.status_code == 422 and r.json()["detail"][0]["path"] == "parameters.fund_rate"
+    many = {f"p{i}": 1 for i in range(5000 if FULL else 200)}
+    r = c.post("/v1/cities/impactville/impact", json={"parameters": many})
+    assert r.status_code == 422 and len(r.json()["detail"]) == len(many)

@@ -58,12 +58,12 @@ class ImpactRequest(BaseModel):
 
 
 def _job(served, text: str | None, file: str, folder: Path, tables, overrides: dict, variable: str | None,
-         data: Path, spreadsheet: bool) -> dict:
+         data: Path, spreadsheet: bool, work: Path) -> dict:
     """Runs in a worker process: the draft loaded, both settled, compared (faults as data)."""
     try:
         draft = load_policy_text(text, file, folder, tables) if text is not None else served
         draft = with_overrides(draft, overrides)
-        result = impact(served, draft, data, folder_period(data, None), variable)
+        result = impact(served, draft, data, folder_period(data, None), variable, work)
     except PolicyError as err:
         return {"fault": "draft_invalid", "detail": [d.to_dict() for d in err.diagnostics]}
     except SituationError as err:
@@ -122,10 +122,11 @@ async def impact_endpoint(city: str, request: Request, body: Annotated[ImpactReq
                         f"(versions: {known})", f"{city} 没有版本“{body.version}”（现有版本：{known}）")
     if body.text is not None:
         _check_size(body.text, has_token(authorization))
-    args = (served, body.text, body.file, store.folder, served_table_reader(store.registry.cities),
-            body.parameters, body.variable, data, format == "xlsx")
     try:
-        with HEAVY:
+        # the results folder belongs to this process: removed even when the worker is killed on time
+        with HEAVY, tempfile.TemporaryDirectory(prefix="medpay-impact-") as work:
+            args = (served, body.text, body.file, store.folder, served_table_reader(store.registry.cities),
+                    body.parameters, body.variable, data, format == "xlsx", Path(work))
             answer = await run_in_threadpool(run_with_deadline, _job, args, impact_seconds(),
                                              "MEDPAY_MAX_IMPACT_SECONDS")
     except WorkerFailed:

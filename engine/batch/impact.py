@@ -147,8 +147,10 @@ def row_entity(served: Policy, draft: Policy) -> str:
                                      "政策未按医疗机构计算任何数值")])
 
 
-def impact(served: Policy, draft: Policy, data: Path, period: Period, variable: str | None = None) -> Impact:
-    """Settle the city-year of `data` under both policies and compare them (see the module)."""
+def impact(served: Policy, draft: Policy, data: Path, period: Period, variable: str | None = None,
+           workdir: Path | None = None) -> Impact:
+    """Settle the city-year of `data` under both policies and compare them (see the module); the
+    results are written under `workdir` (which the caller removes), else in a temporary folder."""
     entity = row_entity(served, draft)
     variable = variable or headline(draft, entity)
     for policy in (served, draft):
@@ -156,10 +158,12 @@ def impact(served: Policy, draft: Policy, data: Path, period: Period, variable: 
         if variable not in names:
             raise SituationError([InputFault("variable", f"{policy.meta.version} computes no {entity}.{variable}",
                                              f"{policy.meta.version} 未计算 {entity}.{variable}")])
-    with tempfile.TemporaryDirectory(prefix="medpay-impact-") as tmp:
-        settle(served, data, Path(tmp) / "before", period)
-        settle(draft, data, Path(tmp) / "after", period)
-        rows = compare(Path(tmp) / "before", Path(tmp) / "after", entity, variable)
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="medpay-impact-") as tmp:
+            return impact(served, draft, data, period, variable, Path(tmp))
+    settle(served, data, workdir / "before", period)
+    settle(draft, data, workdir / "after", period)
+    rows = compare(workdir / "before", workdir / "after", entity, variable)
     return Impact(served.id, served.meta.version, draft.meta.version, period.text, entity, variable, rows,
                   changes(served, draft))
 
