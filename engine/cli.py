@@ -121,7 +121,7 @@ def cmd_validate(args) -> int:
             policy = load_policy_file(file)
         except PolicyError as err:
             failed += 1
-            for diag in err.diagnostics:
+            for diag in err.diagnostics + getattr(err, "warnings", []):
                 print(diag.render(), file=sys.stderr)
             print(f"✗ {file}: {len(err.diagnostics)} problem(s) / {len(err.diagnostics)} 处问题", file=sys.stderr)
             continue

@@ -115,5 +115,6 @@ def test_a_draft_with_an_error_still_lists_its_warnings():
     text = policy_text({"risk_fund_rate": {"unit": "ratio", "value": 5}}).replace("total_cost * 1", "total_cots * 1")
     body = client.post("/v1/validate", json={"text": text, "file": "draft.yaml"}).json()
     assert body["valid"] is False
-    assert sorted((d["severity"], d["code"]) for d in body["diagnostics"]) == [
-        ("error", "unknown_name"), ("warning", "ratio_out_of_range")]
+    assert [(d["severity"], d["code"]) for d in body["diagnostics"]] == [("error", "unknown_name")]
+    assert [(d["severity"], d["code"], d["path"]) for d in body["warnings"]] == [
+        ("warning", "ratio_out_of_range", "parameters.risk_fund_rate.value")]

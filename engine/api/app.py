@@ -103,7 +103,7 @@ def validation(text: str, file: str, folder: Path, tables: TableReader) -> dict:
         policy = load_policy_text(text, file, folder, tables)
     except PolicyError as err:
         return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
-                "assumed": [], "warnings": []}
+                "assumed": [], "warnings": [d.to_dict() for d in getattr(err, "warnings", [])]}
     return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed,
             "warnings": [d.to_dict() for d in policy.warnings]}
 

@@ -33,8 +33,11 @@ def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = 
 def build(draft: Draft) -> Policy:
     """The policy of a draft with its plan attached."""
     found = warnings_of(draft.policy, draft.source)
-    draft.problems.extend(found)  # a draft that fails lists them beside its errors
-    draft.policy.plan = plan(draft)
+    try:
+        draft.policy.plan = plan(draft)
+    except PolicyError as err:  # a draft that fails still says its warnings, apart from its errors
+        err.warnings = found
+        raise
     draft.policy.checks = [c.check for c in draft.policy.plan.checks]
     draft.policy.warnings = found
     return draft.policy
