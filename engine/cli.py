@@ -123,13 +123,18 @@ def cmd_validate(args) -> int:
             policy = load_policy_file(file)
         except PolicyError as err:
             failed += 1
-            for diag in err.diagnostics:
+            for diag in err.diagnostics + getattr(err, "warnings", []):
                 print(diag.render(), file=sys.stderr)
             print(f"✗ {file}: {len(err.diagnostics)} problem(s) / {len(err.diagnostics)} 处问题", file=sys.stderr)
             continue
         ms = (time.perf_counter() - started) * 1000
         print(f"✓ {file}: {policy.id} {policy.meta.version} — {len(policy.plan.steps)} formulas, "
               f"{len(policy.parameters)} parameters, {len(policy.tables)} tables ({ms:.0f} ms)")
+        for warning in policy.warnings:
+            print(warning.render())
+        if policy.warnings:
+            print(f"  {len(policy.warnings)} warning(s): values that are hardly meant / "
+                  f"{len(policy.warnings)} 处提示：取值可能有误")
         if policy.checks:
             print(f"  checks / 校验 ({len(policy.checks)}):")
             for check in policy.checks:
@@ -293,6 +298,29 @@ def cmd_catalogue(args) -> int:
     return 0
 
 
+def cmd_impact(args) -> int:
+    """Settle a city-year under the served policy and under a draft (or overrides); compare them."""
+    from engine.batch.impact import impact, parse_assignments, render_table, with_overrides, write_xlsx
+    from engine.batch.settle import folder_period
+    if not args.draft and not args.set:
+        print("give --draft FILE or --set NAME=VALUE / 请给出 --draft 草案文件或 --set 参数=取值", file=sys.stderr)
+        return EXIT_INPUT
+    data = Path(args.data)
+    period = folder_period(data, args.period)
+    served = resolve_policy(args.city, {"period": period.text}, args.policy_version)
+    draft = load_policy_file(args.draft) if args.draft else served
+    draft = with_overrides(draft, parse_assignments(args.set or []))
+    result = impact(served, draft, data, period, args.variable)
+    out = Path(args.xlsx or f"impact-{served.id}-{period.text}.xlsx")
+    write_xlsx(result, out)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        return 0
+    print(render_table(result, args.top))
+    print(f"  spreadsheet / 表格: {out}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     import uvicorn
     uvicorn.run("engine.api.app:create_app", factory=True, host=args.host, port=args.port,
@@ -441,6 +469,20 @@ def parser() -> argparse.ArgumentParser:
                                                   "policy's core_group_min_cases, else 15")
     p.add_argument("--weights", help="weights by year, oldest first (default 1:2:7, assumed)")
     p.set_defaults(fn=cmd_catalogue)
+    p = sub.add_parser("impact", help="money per institution and fund under a draft / 草案影响测算")
+    p.add_argument("city", help="the served policy: a policy id or a policy file")
+    p.add_argument("--draft", help="the draft policy file (YAML)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a parameter of the draft (or of the served policy) set to one value, e.g. risk_fund_rate=5%%; "
+                        "may be repeated")
+    p.add_argument("--data", required=True, help="folder with claim.parquet, institution.csv, … (as for settle)")
+    p.add_argument("--period", help="e.g. 2024 (default: meta.json in the data folder)")
+    p.add_argument("--variable", help="the amount compared (default: the policy's last money formula per account)")
+    p.add_argument("--xlsx", help="spreadsheet written (default: impact-CITY-PERIOD.xlsx)")
+    p.add_argument("--top", type=int, default=20, help="rows printed, largest changes first (default 20)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--policy-version", help=VERSION_HELP)
+    p.set_defaults(fn=cmd_impact)
     p = sub.add_parser("serve", help="start the API / 启动服务")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -395,11 +395,13 @@ def test_compare_two_versions_on_the_same_situation(page):
            ).to_have_text("0")
     shot(page, "compare-versions", full=True)
 
-    # two cities: the parameters differ by name; a situation one city cannot read is reported, not hidden
+    # two cities: the parameters differ by name; fields only the other city reads are left out for a side
+    # (and listed); an input a side still needs is reported, not hidden
     page.select_option("#cmp-b-city", "_template")
     expect(page.locator("#cmp-b-version")).to_have_value("2024-01-01")
     page.click("#cmp-run")
-    expect(page.locator("#cmp-result .errors")).to_contain_text("没有字段")
+    expect(page.locator("#cmp-result .left-out")).to_contain_text("乙方")
+    expect(page.locator("#cmp-result .errors")).to_contain_text("package_total")
 
 
 def test_english_toggle(page):

@@ -23,6 +23,7 @@ from engine import __version__, settings
 from engine.api import contract, describe
 from engine.api.evaluation import HEAVY, evaluated, evaluated_many, situation_data
 from engine.api.explanation import router as explain_router
+from engine.api.impact import router as impact_router
 from engine.api.limits import RETRY_AFTER_SECONDS, BodyLimit, HostCheck, WorkerFailed, run_with_deadline
 from engine.api.models import (
     ErrorBody,
@@ -115,8 +116,9 @@ def validation(text: str, file: str, folder: Path, tables: TableReader) -> dict:
         policy = load_policy_text(text, file, folder, tables)
     except PolicyError as err:
         return {"valid": False, "policy": None, "diagnostics": [d.to_dict() for d in err.diagnostics],
-                "assumed": []}
-    return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed}
+                "assumed": [], "warnings": [d.to_dict() for d in getattr(err, "warnings", [])]}
+    return {"valid": True, "policy": policy.meta.to_dict(), "diagnostics": [], "assumed": policy.assumed,
+            "warnings": [d.to_dict() for d in policy.warnings]}
 
 
 def has_token(authorization: str | None) -> bool:
@@ -359,5 +361,6 @@ def create_app(policy_dir: Path | str | None = None, watch: bool | None = None,
     app.include_router(web.router)
     app.include_router(explain_router)
     app.include_router(statements_router)
+    app.include_router(impact_router)
 
     return app

@@ -172,3 +172,5 @@ class ValidateResponse(BaseModel):
     policy: PolicyInfo | None
     diagnostics: list[Diagnostic]
     assumed: list[str]
+    warnings: list[Diagnostic] = Field(default_factory=list,
+                                       description="values that load but can hardly be meant (a ratio above 1, ...)")

@@ -15,6 +15,7 @@ from engine.dsl.checker import Checker
 from engine.errors import Diagnostic, FormulaError, PolicyError
 from engine.plan import plan as planning
 from engine.policy.loader import Draft, read_policy_file, read_policy_text
+from engine.policy.plausibility import warnings_of
 from engine.policy.spec import Policy, PolicyCheck
 from engine.policy.values import TableReader, disk_tables
 
@@ -33,8 +34,14 @@ def load_policy_text(text: str, file: str = "<policy>", base_dir: Path | None = 
 
 def build(draft: Draft) -> Policy:
     """The policy of a draft with its plan attached."""
-    draft.policy.plan = plan(draft)
+    found = warnings_of(draft.policy, draft.source)
+    try:
+        draft.policy.plan = plan(draft)
+    except PolicyError as err:  # a draft that fails still says its warnings, apart from its errors
+        err.warnings = found
+        raise
     draft.policy.checks = [c.check for c in draft.policy.plan.checks]
+    draft.policy.warnings = found
     return draft.policy
 
 

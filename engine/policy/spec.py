@@ -170,6 +170,7 @@ class Policy:
     readings: list[Reading] = field(default_factory=list)
     statements: dict = field(default_factory=dict)  # entity → engine.policy.statement.StatementSpec
     groupings: dict[str, Any] = field(default_factory=dict)  # engine.policy.grouping.Grouping by name
+    warnings: list = field(default_factory=list)  # plausibility warnings (Diagnostic), engine.policy.plausibility
 
     @property
     def id(self) -> str:

@@ -1,13 +1,16 @@
-// The page's entry: routes (#/cities, #/policy/<city>[/<version>], #/try[/<demo>], #/check, #/compare),
+// The page's entry: routes (#/cities, #/policy/<city>[/<version>], #/try[/<demo>], #/check, #/compare,
+// #/draft, #/impact),
 // the language switch, and the first drawing (入口).
 import { redrawCheck, setupCheck } from "./check.js";
 import { redrawCompare, refreshCompareLists, setupCompare } from "./compare.js";
+import { redrawDraft, refreshDraftLists, setupDraft } from "./draft.js";
 import { closeExplain, setupExplain } from "./explain.js";
+import { redrawImpact, refreshImpactLists, setupImpact } from "./impact.js";
 import { renderCityList, renderPolicy } from "./policy.js";
 import { redrawTry, refreshTryLists, setupTry } from "./try.js";
 import { langTag, state, t } from "./util.js";
 
-const VIEWS = ["cities", "policy", "try", "check", "compare"];
+const VIEWS = ["cities", "policy", "try", "check", "compare", "draft", "impact"];
 
 export function parseRoute(hash) {
   const parts = (hash || "").replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -46,6 +49,8 @@ async function show(route, redraw = false) {
   else if (route.view === "try") { await refreshTryLists(same ? null : route); if (redraw) redrawTry(); }
   else if (route.view === "check") { if (redraw) redrawCheck(); }
   else if (route.view === "compare") { await refreshCompareLists(same ? null : route); if (redraw) redrawCompare(); }
+  else if (route.view === "draft") { await refreshDraftLists(); if (redraw) redrawDraft(); }
+  else if (route.view === "impact") { await refreshImpactLists(); if (redraw) redrawImpact(); }
   document.body.dataset.ready = route.view;
 }
 
@@ -62,6 +67,8 @@ async function init() {
   translateStatic();
   setupExplain();
   setupCheck();
+  setupDraft();
+  setupImpact();
   await Promise.all([setupTry(), setupCompare()]);
   document.getElementById("lang-toggle").addEventListener("click", async () => {
     state.lang = state.lang === "en" ? "zh" : "en";

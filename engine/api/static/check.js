@@ -1,5 +1,9 @@
 // Check a policy (政策校验): /v1/validate, diagnostics listed and their lines marked in the text.
-import { api, bi, bilingualMessage, clear, el, errorList, langTag, readFile, state, t } from "./util.js";
+import { addStrings, api, bi, bilingualMessage, clear, el, errorList, langTag, readFile, state, t } from "./util.js";
+
+addStrings({
+  valid_warnings: ["未发现错误，可以发布；但有 {n} 条提示，请核对：", "No errors: ready to publish, but {n} warning(s) to look at:"],
+});
 
 const $ = (id) => document.getElementById(id);
 let last = null; // {text, file, data}
@@ -58,17 +62,27 @@ function renderCheck() {
   const out = clear($("check-result"));
   if (!last) return;
   const { text, data } = last;
+  const warnings = data.warnings || [];
   if (data.valid) {
-    out.append(el("div", { class: "ok", role: "status" },
-      el("h2", { id: "check-result-h", text: t("valid") }),
+    out.append(el("div", { class: warnings.length ? "ok has-warnings" : "ok", role: "status" },
+      el("h2", { id: "check-result-h", text: warnings.length ? t("valid_warnings", { n: warnings.length }) : t("valid") }),
       data.policy ? el("p", {}, bi(data.policy.name), ` · ${data.policy.notice} · ${t("version")} ${data.policy.version}`) : null),
     data.assumed.length ? el("section", { class: "assumed-list" }, el("h3", { text: t("assumed_group") }),
       el("ul", {}, ...data.assumed.map((a) => el("li", { text: a })))) : null);
+    if (warnings.length) {
+      out.append(diagnosticList(warnings, "warn"), el("h3", { text: t("listing") }), listing(text, warnings));
+    }
     return;
   }
+  out.append(el("div", { class: "bad-result", role: "alert" },
+    el("h2", { id: "check-result-h", text: t("invalid", { n: data.diagnostics.length }) })),
+  diagnosticList(data.diagnostics, "diag"), el("h3", { text: t("listing") }), listing(text, data.diagnostics));
+}
+
+function diagnosticList(diagnostics, prefix) {
   const list = el("ol", { class: "diagnostics" });
-  data.diagnostics.forEach((d, i) => {
-    list.append(el("li", { class: `diag diag-${d.severity}`, id: `diag-${i}` },
+  diagnostics.forEach((d, i) => {
+    list.append(el("li", { class: `diag diag-${d.severity}`, id: `${prefix}-${i}` },
       el("div", { class: "diag-head" },
         el("span", { class: `sev sev-${d.severity}`, text: d.severity }),
         el("code", { class: "code-name", text: d.code }),
@@ -78,9 +92,7 @@ function renderCheck() {
       d.excerpt ? el("pre", { class: "excerpt" }, el("code", { text: d.excerpt })) : null,
       d.line ? el("button", { type: "button", class: "link", onclick: () => showLine(d.line) }, t("show_line")) : null));
   });
-  out.append(el("div", { class: "bad-result", role: "alert" },
-    el("h2", { id: "check-result-h", text: t("invalid", { n: data.diagnostics.length }) })),
-  list, el("h3", { text: t("listing") }), listing(text, data.diagnostics));
+  return list;
 }
 
 export function redrawCheck() { renderCheck(); }

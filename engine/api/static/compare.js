@@ -3,8 +3,12 @@
 import { effectiveText } from "./policy.js";
 import { fillCitySelect, fillDemoSelect, warningsBox } from "./try.js";
 import {
-  api, bandsText, bi, cities, cityDetail, clear, demos, el, entityLabel, errorList, fmtValue, pick, t,
+  addStrings, api, bandsText, bi, cities, cityDetail, clear, demos, el, entityLabel, errorList, fmtValue, pick, t,
 } from "./util.js";
+
+addStrings({
+  left_out: ["{side} 的政策不读取以下字段，计算时已略去：{fields}", "{side}'s policy does not read these fields; they were left out for it: {fields}"],
+});
 
 const $ = (id) => document.getElementById(id);
 let last = null;
@@ -17,6 +21,28 @@ function fillVersions(citySelect, versionSelect, list, chosen) {
     versionSelect.append(el("option", { value: v.version, text: `${v.version}（${effectiveText(v.effective)}）` }));
   }
   if (chosen && c.versions.some((v) => v.version === chosen)) versionSelect.value = chosen;
+}
+
+// Two cities read different inputs: a field that one side's policy declares and the other's does not is
+// left out of the other side's copy of the situation (and listed), instead of failing the whole comparison.
+export function fitted(situation, mine, theirs) {
+  const known = new Set(mine.variables.map((v) => `${v.entity}.${v.name}`));
+  const foreign = new Set(theirs.variables.map((v) => `${v.entity}.${v.name}`));
+  const left = new Set();
+  const entities = {};
+  for (const [entity, rows] of Object.entries(situation.entities || {})) {
+    entities[entity] = !Array.isArray(rows) ? rows : rows.map((row) => {
+      if (!row || typeof row !== "object") return row;
+      const kept = {};
+      for (const [k, v] of Object.entries(row)) {
+        const key = `${entity}.${k}`;
+        if (k !== "id" && !known.has(key) && foreign.has(key)) left.add(key);
+        else kept[k] = v;
+      }
+      return kept;
+    });
+  }
+  return { situation: { ...situation, entities }, left: [...left] };
 }
 
 const sameJSON = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -150,6 +176,9 @@ function renderCompare() {
   out.append(el("h2", { id: "cmp-effect-h", text: t("effect_h") }));
   if (!ra && !rb) { out.append(el("p", { class: "muted", text: t("no_situation") })); return; }
   const failed = [[ra, t("side_a")], [rb, t("side_b")]].filter(([r]) => !r.ok);
+  for (const [fit, side] of [[last.fitA, t("side_a")], [last.fitB, t("side_b")]]) {
+    if (fit && fit.left.length) out.append(el("p", { class: "muted left-out", text: t("left_out", { side, fields: fit.left.join(", ") }) }));
+  }
   for (const [r, side] of failed) {
     out.append(el("h3", { text: t("side_failed", { side }) }), errorList(r));
     if ((r.data?.detail || []).some((f) => f.path === "period")) out.append(el("p", { class: "muted", text: t("period_hint") }));
@@ -190,18 +219,22 @@ export async function setupCompare() {
     }
     status.textContent = t("comparing");
     $("cmp-run").disabled = true;
-    const evaluate = (s) => api(`/v1/cities/${encodeURIComponent(s.city)}/versions/${encodeURIComponent(s.version)}/evaluate`,
-      { method: "POST", body: situation });
-    const [ra, rb, pa, pb] = await Promise.all([situation ? evaluate(A) : null, situation ? evaluate(B) : null,
-      cityDetail(A.city, A.version), cityDetail(B.city, B.version)]);
-    $("cmp-run").disabled = false;
+    const evaluate = (s, body) => api(`/v1/cities/${encodeURIComponent(s.city)}/versions/${encodeURIComponent(s.version)}/evaluate`,
+      { method: "POST", body });
+    const [pa, pb] = await Promise.all([cityDetail(A.city, A.version), cityDetail(B.city, B.version)]);
     if (!pa.ok || !pb.ok) {
+      $("cmp-run").disabled = false;
       status.textContent = t("request_failed", { status: (pa.ok ? pb : pa).status });
       clear($("cmp-result")).append(errorList(pa.ok ? pb : pa));
       return;
     }
+    const cross = situation && A.city !== B.city && situation.entities && typeof situation.entities === "object";
+    const fitA = cross ? fitted(situation, pa.data, pb.data) : null, fitB = cross ? fitted(situation, pb.data, pa.data) : null;
+    const [ra, rb] = await Promise.all([situation ? evaluate(A, fitA ? fitA.situation : situation) : null,
+      situation ? evaluate(B, fitB ? fitB.situation : situation) : null]);
+    $("cmp-run").disabled = false;
     status.textContent = t("done");
-    last = { da: pa.data, db: pb.data, ra, rb };
+    last = { da: pa.data, db: pb.data, ra, rb, fitA, fitB };
     renderCompare();
     $("cmp-params-h").setAttribute("tabindex", "-1");
     $("cmp-params-h").focus();

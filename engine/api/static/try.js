@@ -54,13 +54,13 @@ function currentSituation() {
 async function addCSV(entity, text) {
   const status = $("try-csv-status");
   const rows = rowsFromCSV(text, await typesOf($("try-city").value, entity));
-  if (!rows.length) { status.textContent = t("csv_empty"); return false; }
+  if (!rows.length) { status.textContent = t("csv_empty"); return 0; }
   let situation;
   try {
     situation = currentSituation();
   } catch (err) {
     status.textContent = t("bad_json", { msg: err.message });
-    return false;
+    return 0;
   }
   situation.entities = situation.entities || {};
   situation.entities[entity] = rows;
@@ -68,7 +68,7 @@ async function addCSV(entity, text) {
   if (period) situation.period = period;
   $("try-json").value = JSON.stringify(situation, null, 2);
   status.textContent = t("csv_added", { n: rows.length, entity });
-  return true;
+  return rows.length; // the rows added, for the status line of several files
 }
 
 export async function loadDemo(name) {
@@ -183,12 +183,14 @@ export async function setupTry() {
   $("try-csv-files").addEventListener("change", async (e) => {
     const known = await entityNames($("try-city").value);
     const added = [];
+    let total = 0;
     for (const file of e.target.files) {
       const entity = entityFromFileName(file.name, known);
       if (!entity) { $("try-csv-status").textContent = t("csv_unknown_entity", { file: file.name }); return; }
-      if (await addCSV(entity, await file.text())) added.push(entity);
+      const n = await addCSV(entity, await file.text());
+      if (n) { added.push(entity); total += n; }
     }
-    if (added.length) $("try-csv-status").textContent = t("csv_added", { n: added.length, entity: added.join(", ") });
+    if (added.length) $("try-csv-status").textContent = t("csv_added", { n: total, entity: added.join(", ") });
   });
   $("try-csv-add").addEventListener("click", () => addCSV($("try-csv-entity").value, $("try-csv-text").value));
   form.addEventListener("submit", async (e) => {

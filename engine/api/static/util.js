@@ -176,6 +176,9 @@ const T = {
     "Hint: the period must fall in the chosen version's effective period; to compare two versions use a period both cover, e.g. {\"start\": …, \"end\": …}."],
 };
 
+// More UI strings, from the module that uses them: {key: [Chinese, English]}.
+export function addStrings(more) { Object.assign(T, more); }
+
 export function t(key, vars = {}) {
   const pair = T[key];
   let s = pair ? pair[state.lang === "en" ? 1 : 0] : key;
