@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from engine.errors import Diagnostic
 from engine.model.codelists import normalise
 from engine.model.model import Model, label_of
-from engine.model.spec import Label
+from engine.model.spec import Label, text_of
 from engine.policy.spec import Table
 from engine.policy.values import TableUnavailable, _csv_rows
 from engine.policy.yaml_source import SourceText, shown
@@ -267,7 +267,7 @@ class _Reader:
         if len(self.problems) > count:
             return None
         return Grouping(name, label_of(spec.get("label")), fields, [r for r in rules if r], str(spec.get("otherwise", "")),
-                        ranking, complication, spec.get("source"), spec.get("assumed"), spec.get("note"), path)
+                        ranking, complication, spec.get("source"), text_of(spec.get("assumed")), text_of(spec.get("note")), path)
 
     def rule(self, spec: dict, path: tuple) -> Rule | None:
         table = self.table(spec.get("table"), (*path, "table"))
