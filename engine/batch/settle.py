@@ -320,19 +320,27 @@ def _settle_polars(policy: Policy, folder: Path, out: Path, period: Period, roun
     ids = pc.cast(claims["id"], pa.string())
     if claims.num_rows:
         failures += pb.check_failures(policy, frame, ids, partition.state_of(pop, BIG), pop, ctx)
-    checked = checks.verdict(checks.merge(failures))  # raises on an error check: nothing is written
+    failures = checks.merge(failures)
+    checks.verdict(failures)  # raises on an error check: nothing is written
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    write(policy, pop, small_steps, out)
+    small_checks = [c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG]
+    claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG] if claims.num_rows else []
+    claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
+    metadata = finish(policy, RunInputs(folder), period, ctx, small_steps + claim_steps, small_checks + claim_checks,
+                      failures, [left_out] if left_out else [], summary)
+    written = write(policy, pop, small_steps, out, metadata)
     if done:  # no claims: an empty claim file with its columns, as the numpy run writes
         money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
-        pq.write_table(pb.results(frame, ids, done, money), out / f"{BIG}.parquet", compression="zstd")
+        table = pb.results(frame, ids, done, money).replace_schema_metadata(metadata)
+        pq.write_table(table, out / f"{BIG}.parquet", compression="zstd")
+        written[f"{BIG}.parquet"] = table.num_rows
+    provenance.write_manifest(out, summary.provenance, written)
     summary.seconds["write"] = time.perf_counter() - t
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
     summary.rows[BIG] = claims.num_rows
     summary.peak_rss_mb = peak_rss_mb()
-    summary.warnings = ([left_out] if left_out else []) + list(ctx.warnings.values()) + checked
     return summary
 
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from engine.batch import partition as part
 from engine.batch.io import SHOWN_ROWS, entity_file, read_entities, staged_output, table_faults
-from engine.batch.settle import Summary, peak_rss_mb, write
+from engine.batch.settle import RunInputs, Summary, peak_rss_mb, write
 from engine.batch.settle import _settle_whole as settle_whole
 from engine.compile.build import load_policy_file
 from engine.errors import InputFault, SituationError
@@ -157,7 +157,7 @@ def settle_spark(policy: Policy, folder: Path, out: Path, period: Period, master
         try:
             return _settle_spark(policy, folder, stage, period, master, partitions)
         except NeededByBranch:  # inputs empty on some rows: which rows need them is decided on one population
-            return settle_whole(policy, folder, stage, period, None)
+            return settle_whole(policy, RunInputs(folder), stage, period, None)
 
 
 class NeededByBranch(Exception):
