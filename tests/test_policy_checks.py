@@ -163,7 +163,7 @@ def test_every_city_declares_its_checks(client):
 def test_validate_lists_the_checks(capsys):
     assert main(["validate", str(ROOT / "policies" / "panzhihua.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "checks / 校验 (11)" in out  # points_budget_plausible, prepaid_given, account_input_on_institution
+    assert "checks / 校验 (10)" in out  # with points_budget_plausible and account_input_on_institution
     assert "fund.no_deficit_budget (warning, 四（一）1): not deficit_budget" in out
 
 

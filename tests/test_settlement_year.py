@@ -190,7 +190,7 @@ def test_every_output_records_its_provenance(tmp_path, capsys):
     assert main(["settle", "zibo", "--data", str(data), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "warning assumed_parameter parameters.base_score" in printed  # settle prints its warnings
-    assert "checks / 校验: 8 passed, 0 failed" in printed
+    assert "checks / 校验: 9 passed, 0 failed" in printed
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     for path in sorted(out.glob("*.parquet")):
         record = provenance.read(path)
@@ -248,7 +248,8 @@ def test_a_synthetic_year_is_plausible(city, tmp_path):
     institution whose stays cost more than their points are worth owes back); the budget checks pass."""
     policy, data, period = year(tmp_path, city, seed=3)
     summary = settle(policy, data, tmp_path / "out", period)
-    assert not [w for w in summary.warnings if w["code"] == "policy_check"]
+    # a few unpriced cases pending review (C12) are part of a real year; the budget checks must pass
+    assert not [w for w in summary.warnings if w["code"] == "policy_check" and w.get("check") != "pending_review"]
     paid, spent = OWING[city]
     rows = pq.read_table(tmp_path / "out" / "institution.parquet").to_pylist()
     owing = [r for r in rows if r[spent] > 0 and r[paid] < -0.20 * r[spent]]

@@ -93,7 +93,8 @@ def test_every_amount_is_the_settled_value(city, runs):
         assert len(plain) >= 3
         variables = policy.model.entities[entity].variables
         for name in plain:  # an input the data leaves out is its declared default
-            value = rows[row_id][name] if name in rows[row_id] else variables[name].default
+            value = rows[row_id].get(name)
+            value = variables[name].default if value is None else value
             assert value is not None, name
             assert same(lines[name], value, variables[name].unit), f"{city} {entity} {row_id} {name}"
         monthly = [name for name in lines if name.count(".") == 2]
@@ -167,7 +168,8 @@ def test_the_fund_summary_totals_add_up(city, runs):
     variables = load_policy_file(ROOT / "policies" / f"{city}.yaml").model.entities[entity].variables
     assert sorted(r[0] for r in body) == sorted(expected)
     for row in body:
-        assert list(row[1:]) == [expected[row[0]].get(n, variables[n].default) for n in names]
+        given = [expected[row[0]].get(n) for n in names]  # an input left empty in the data is its default
+        assert list(row[1:]) == [variables[n].default if g is None else g for n, g in zip(names, given, strict=True)]
     for k in range(1, len(names) + 1):
         assert as_fraction(total[k]) == sum((as_fraction(r[k]) for r in body), Fraction(0)), names[k - 1]
     if (run["results"] / "fund.parquet").is_file() and "fund" in load_policy_file(

@@ -470,7 +470,7 @@ def test_notes_and_reasons_in_the_readers_language(page):
     expect(reading).to_contain_text("待定")
     # clause 一 in its badge; no clause: a distinct 无
     expect(page.locator("tr[data-name='growth_cap'] td.src .clause")).to_have_text("一")
-    none = page.locator("tr[data-name='claim.drg_group'] td.src .no-clause")
+    none = page.locator("tr[data-name='claim.principal_diagnosis'] td.src .no-clause")
     expect(none).to_have_text("无")
     assert "—" not in page.locator("section.clause-group td.src").all_text_contents()
 

@@ -42,7 +42,15 @@ export function fitted(situation, mine, theirs) {
       return kept;
     });
   }
-  return { situation: { ...situation, entities }, left: [...left] };
+  const fittedSituation = { ...situation, entities };
+  if (Array.isArray(situation.outputs)) {  // outputs only the other side's policy computes are left out too
+    fittedSituation.outputs = situation.outputs.filter((name) => {
+      if (known.has(name) || !foreign.has(name)) return true;
+      left.add(name);
+      return false;
+    });
+  }
+  return { situation: fittedSituation, left: [...left] };
 }
 
 const sameJSON = (a, b) => JSON.stringify(a) === JSON.stringify(b);
