@@ -32,6 +32,17 @@ class PeriodRange(BaseModel):
     end: str = Field(examples=["2024-12-31"])
 
 
+def refuse_too_many_rows(entity_maps: list[Any]) -> None:
+    """Count the rows of these `entities` maps before anything is copied: more than MEDPAY_MAX_ROWS
+    together is a 413 naming the setting."""
+    rows = sum(len(v) for entities in entity_maps if isinstance(entities, dict)
+               for v in entities.values() if isinstance(v, list))
+    if rows > LIMITS.rows:
+        raise LimitExceeded("MEDPAY_MAX_ROWS", f"{rows} rows in one request, more than {LIMITS.rows} "
+                            "(MEDPAY_MAX_ROWS); use batch settlement (medpay settle)",
+                            f"单次请求 {rows} 行，超过 {LIMITS.rows} 行；请使用批量结算")
+
+
 class Situation(BaseModel):
     """What is evaluated: the period, optional parameter overrides, entity rows, wanted outputs."""
 
@@ -48,12 +59,7 @@ class Situation(BaseModel):
     def _few_enough_rows(cls, data: Any) -> Any:
         """Count the rows before anything is copied: too many is a 413 naming MEDPAY_MAX_ROWS."""
         entities = data.get("entities") if isinstance(data, dict) else None
-        if isinstance(entities, dict):
-            rows = sum(len(v) for v in entities.values() if isinstance(v, list))
-            if rows > LIMITS.rows:
-                raise LimitExceeded("MEDPAY_MAX_ROWS", f"{rows} rows in one request, more than {LIMITS.rows} "
-                                    "(MEDPAY_MAX_ROWS); use batch settlement (medpay settle)",
-                                    f"单次请求 {rows} 行，超过 {LIMITS.rows} 行；请使用批量结算")
+        refuse_too_many_rows([entities])
         return data
 
 
@@ -70,13 +76,7 @@ class Situations(BaseModel):
         """All the situations' rows together count against MEDPAY_MAX_ROWS, before anything is copied."""
         items = data.get("situations") if isinstance(data, dict) else None
         if isinstance(items, list):
-            rows = sum(len(v) for item in items if isinstance(item, dict)
-                       and isinstance(item.get("entities"), dict) for v in item["entities"].values()
-                       if isinstance(v, list))
-            if rows > LIMITS.rows:
-                raise LimitExceeded("MEDPAY_MAX_ROWS", f"{rows} rows in one request, more than {LIMITS.rows} "
-                                    "(MEDPAY_MAX_ROWS); use batch settlement (medpay settle)",
-                                    f"单次请求 {rows} 行，超过 {LIMITS.rows} 行；请使用批量结算")
+            refuse_too_many_rows([item.get("entities") for item in items if isinstance(item, dict)])
         return data
 
 

@@ -336,12 +336,7 @@ def _settle_polars(policy: Policy, folder: Path, out: Path, period: Period, roun
         pq.write_table(table, out / f"{BIG}.parquet", compression="zstd")
         written[f"{BIG}.parquet"] = table.num_rows
     provenance.write_manifest(out, summary.provenance, written)
-    summary.seconds["write"] = time.perf_counter() - t
-    summary.seconds["total"] = time.perf_counter() - started
-    summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
-    summary.rows[BIG] = claims.num_rows
-    summary.peak_rss_mb = peak_rss_mb()
-    return summary
+    return _closed(summary, pop, claims.num_rows, started, t)
 
 
 def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period, rounds,
@@ -429,10 +424,15 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     if writer.close(metadata):
         written[f"{BIG}.parquet"] = claims.num_rows
     provenance.write_manifest(out, summary.provenance, written)
-    summary.seconds["write"] = time.perf_counter() - t
+    return _closed(summary, pop, claims.num_rows, started, t)
+
+
+def _closed(summary: Summary, pop: Population, claims: int, started: float, write_started: float) -> Summary:
+    """The summary of a claim-wise run: write and total times, rows per entity, peak memory."""
+    summary.seconds["write"] = time.perf_counter() - write_started
     summary.seconds["total"] = time.perf_counter() - started
     summary.rows = {k: v for k, v in pop.sizes.items() if v and k != BIG}
-    summary.rows[BIG] = claims.num_rows
+    summary.rows[BIG] = claims
     summary.peak_rss_mb = peak_rss_mb()
     return summary
 
