@@ -460,7 +460,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("city")
     p.add_argument("--history", required=True, help="folder of past claims (claim.parquet or claim.csv, e.g. one "
                                                      "folder per year, institution files beside them)")
-    p.add_argument("--out", required=True, help="the catalogue CSV to write, e.g. tables/zibo_dip_groups_2025.csv")
+    p.add_argument("--out", required=True, help="the catalogue CSV to write, e.g. tables/dip_groups_2025.csv")
     p.add_argument("--period", help="pick the policy version in force in this period (default: the latest)")
     p.add_argument("--grouping", help="the grouping whose group is catalogued (default: the policy's first)")
     p.add_argument("--base-group", help="default: the policy's base_group parameter")

@@ -1,9 +1,9 @@
 """The settlement year as it happens (月度预结与台账): one month at a time into a ledger, cleared
 at year end from it.
 
-`presettle_month` computes the account_month values of one month (Zibo's monthly pre-settlement,
-Hangzhou's monthly settlement and its 5% withheld, Panzhihua's prepayments: whatever the policy
-computes per institution × fund × month) from the claims discharged up to the end of that month,
+`presettle_month` computes the account_month values of one month (a monthly pre-settlement, a
+monthly settlement with its withheld share, prepayments: whatever the policy computes per
+institution × fund × month) from the claims discharged up to the end of that month,
 and writes them to the ledger: one row per institution × fund × month, with the policy id,
 version and file digest that produced it. Re-running a month replaces that month's rows.
 

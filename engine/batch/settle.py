@@ -190,16 +190,16 @@ class RunInputs:
 
 
 def finish(policy: Policy, inputs: RunInputs, period: Period, ctx: RunContext, steps: list,
-           evaluated: list, failures: list[dict], left_out: list[dict], summary: Summary) -> dict:
+           evaluated: list, failures: list[dict], left_out: list[dict], summary: Summary,
+           given: dict[str, list[str]]) -> dict:
     """Warnings (rows left out, the ledger, assumed values, evaluation, failing warning checks),
-    check results and the provenance record of a run whose error checks passed."""
+    check results and the provenance record of a run whose error checks passed; `given`: per
+    entity, the fields the run's inputs gave (from the columns already read)."""
     ctx.computed |= {s.key for s in steps}
     checked = [checks.as_warning(f) for f in failures]
     summary.warnings = left_out + inputs.warnings + warnings_of(policy, ctx, steps, period) + checked
     summary.checks = provenance.check_results(evaluated, failures)
     files = provenance.input_files(inputs.folder, list(policy.model.entities))
-    given = {name: [n for n, mask in cols.given.items() if np.asarray(mask).any()]
-             for name, cols in {**_read_quietly(policy, inputs.folder), **inputs.supplied}.items()}
     summary.provenance = provenance.record(
         policy, period.text, provenance.now(), inputs={"data": str(inputs.folder), "files": files},
         overrides=provenance.overridden(policy, given), warnings=summary.warnings, checks=summary.checks,
@@ -207,20 +207,17 @@ def finish(policy: Policy, inputs: RunInputs, period: Period, ctx: RunContext, s
     return provenance.schema_metadata(summary.provenance)
 
 
-def _read_quietly(policy: Policy, folder: Path) -> dict[str, EntityColumns]:
-    """The entity files' given columns (claims by their column names only), for the provenance."""
-    data = read_entities(policy.model, folder, skip=(BIG,))
-    path = entity_file(folder, BIG)
-    if path is not None:
-        if path.suffix == ".parquet":
-            names = pq.read_schema(path).names
-        else:  # the header line only: the claims are not read twice
-            with path.open(encoding="utf-8") as handle:
-                names = [n.strip().strip('"') for n in handle.readline().split(",")]
-        light = EntityColumns(pa.array([], pa.string()))
-        light.given = {n: np.ones(1, bool) for n in names if n != "id"}
-        data[BIG] = light
-    return data
+def given_fields(small: dict[str, EntityColumns], claims: pa.Table | None = None) -> dict[str, list[str]]:
+    """Per entity, the fields some row gives (the claims: the columns of their file), for the provenance."""
+    given = {name: [n for n, mask in cols.given.items() if np.asarray(mask).any()] for name, cols in small.items()}
+    if claims is not None:
+        given[BIG] = [n for n in claims.column_names if n != "id"]
+    return given
+
+
+def supplied_fields(pop: Population) -> dict[str, list[str]]:
+    """Per entity, the fields some row of the population gives."""
+    return {name: [n for n, (_, mask) in cols.items() if np.asarray(mask).any()] for name, cols in pop.supplied.items()}
 
 
 BACKENDS = ("numpy", "polars")
@@ -328,7 +325,7 @@ def _settle_polars(policy: Policy, folder: Path, out: Path, period: Period, roun
     claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG] if claims.num_rows else []
     claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
     metadata = finish(policy, RunInputs(folder), period, ctx, small_steps + claim_steps, small_checks + claim_checks,
-                      failures, [left_out] if left_out else [], summary)
+                      failures, [left_out] if left_out else [], summary, given_fields(small, claims))
     written = write(policy, pop, small_steps, out, metadata)
     if done:  # no claims: an empty claim file with its columns, as the numpy run writes
         money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
@@ -412,7 +409,7 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
     metadata = finish(policy, inputs, period, ctx, small_steps + claim_steps,
                       small_checks + (claim_checks if claims.num_rows else []), failures,
-                      [left_out] if left_out else [], summary)
+                      [left_out] if left_out else [], summary, given_fields(small, claims))
     written = write(policy, pop, small_steps, out, metadata)
     money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
     if whole is not None:
@@ -498,7 +495,7 @@ def _settle_whole(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     checks.verdict(failures)  # raises on an error
     summary.seconds["evaluate"] = time.perf_counter() - t
     t = time.perf_counter()
-    metadata = finish(policy, inputs, period, ctx, steps, evaluated, failures, left_out, summary)
+    metadata = finish(policy, inputs, period, ctx, steps, evaluated, failures, left_out, summary, supplied_fields(pop))
     written = write(policy, pop, steps, out, metadata)
     provenance.write_manifest(out, summary.provenance, written)
     summary.seconds["write"] = time.perf_counter() - t
