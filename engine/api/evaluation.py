@@ -48,7 +48,12 @@ def answer_values(policy: Policy, data: dict) -> int:
 
 def check_answer_size(policy: Policy, data: dict) -> None:
     """A 413 naming MEDPAY_MAX_RESPONSE_VALUES before any work, when the answer would be too large."""
-    values, most = answer_values(policy, data), LIMITS.response_values
+    refuse_large_answer(answer_values(policy, data))
+
+
+def refuse_large_answer(values: int) -> None:
+    """A 413 naming MEDPAY_MAX_RESPONSE_VALUES when an answer of about `values` values is too large."""
+    most = LIMITS.response_values
     if values > most:
         raise LimitExceeded(
             "MEDPAY_MAX_RESPONSE_VALUES",
@@ -87,12 +92,16 @@ async def evaluated(policy: Policy, data: dict, trace: bool) -> JSONResponse:
         return await run_in_threadpool(answer, policy, data, trace)
 
 
-def one_of_many(pick: Callable[[dict], Policy], data: dict, index: int, trace: bool) -> dict:
+Chosen = Policy | SituationError  # the policy version a situation picks, or why it picks none
+
+
+def one_of_many(chosen: Chosen, data: dict, index: int, trace: bool) -> dict:
     """One situation of an evaluate-many call, as the single endpoint would have answered it."""
     prefix = f"situations[{index}]"
     try:
-        policy = pick(data)
-        result = evaluate(policy, data, tracer=build_trace if trace else None)
+        if isinstance(chosen, SituationError):
+            raise chosen
+        result = evaluate(chosen, data, tracer=build_trace if trace else None)
     except SituationError as err:
         return {"status": 422, "error": "invalid_situation",
                 "detail": [{**f.to_dict(), "path": f"{prefix}.{f.path}" if f.path else prefix} for f in err.faults]}
@@ -104,7 +113,7 @@ def one_of_many(pick: Callable[[dict], Policy], data: dict, index: int, trace: b
     return {"status": 200, "result": result}
 
 
-def answer_many(pick: Callable[[dict], Policy], items: list[dict], trace: bool) -> JSONResponse:
+def answer_many(chosen: list[Chosen], items: list[dict], trace: bool) -> JSONResponse:
     """The answers in order; the whole call shares one time budget (MEDPAY_MAX_EVAL_SECONDS)."""
     deadline = time.perf_counter() + LIMITS.eval_seconds
     results = []
@@ -115,27 +124,25 @@ def answer_many(pick: Callable[[dict], Policy], items: list[dict], trace: bool) 
                                 f"(MEDPAY_MAX_EVAL_SECONDS; {i} of {len(items)} done); send fewer per call",
                                 f"这些情形的计算合计超过 {LIMITS.eval_seconds:g} 秒（已完成 {i}/{len(items)}）；请减少每次的情形数",
                                 status=503)
-        results.append(one_of_many(pick, data, i, trace))
+        results.append(one_of_many(chosen[i], data, i, trace))
     return JSONResponse({"results": results})
+
+
+def _pick(pick: Callable[[dict], Policy], data: dict) -> Chosen:
+    try:
+        return pick(data)
+    except SituationError as err:  # answered as that item's fault
+        return err
 
 
 async def evaluated_many(pick: Callable[[dict], Policy], items: list[dict], trace: bool) -> JSONResponse:
     """Each situation evaluated on its own (a faulty one does not stop the others); the answers
     together are held to MEDPAY_MAX_RESPONSE_VALUES before any work."""
-    values = 0
-    for data in items:
-        try:
-            values += answer_values(pick(data), data)
-        except SituationError:
-            continue  # answered as that item's fault
-    if values > LIMITS.response_values:
-        raise LimitExceeded(
-            "MEDPAY_MAX_RESPONSE_VALUES",
-            f"the answers would hold about {values} values, more than {LIMITS.response_values} "
-            "(MEDPAY_MAX_RESPONSE_VALUES); ask only the values needed with `outputs`, or send fewer situations",
-            f"结果约含 {values} 个数值，超过 {LIMITS.response_values}；请用 outputs 只取所需数值或减少情形数")
+    chosen = [_pick(pick, data) for data in items]
+    refuse_large_answer(sum(answer_values(p, data) for p, data in zip(chosen, items, strict=True)
+                            if not isinstance(p, SituationError)))
     rows = sum(len(v) for data in items for v in data.get("entities", {}).values())
     if rows <= INLINE_ROWS and len(items) <= 20:
-        return answer_many(pick, items, trace)
+        return answer_many(chosen, items, trace)
     with HEAVY:
-        return await run_in_threadpool(answer_many, pick, items, trace)
+        return await run_in_threadpool(answer_many, chosen, items, trace)
