@@ -323,21 +323,24 @@ def _key_text(value) -> str:
     return str(value)
 
 
+SMALL_TEXT = 4096  # up to this many rows, text is factorized by numpy (no Arrow conversion, no pandas import)
+
+
 def _factorize(col: np.ndarray, cache: dict | None) -> tuple[np.ndarray, list[str]]:
     """Each row's index among the column's distinct values, and those values as key text; a
     column already factorized in this run is not sorted again (the cache keeps it alive, so
     its identity cannot be reused)."""
     if cache is not None and id(col) in cache and cache[id(col)][0] is col:
         return cache[id(col)][1], cache[id(col)][2]
-    if col.dtype.kind in "UO":
+    if col.dtype.kind in "UO" and len(col) > SMALL_TEXT:
         array = pa.array(col, type=pa.large_string(), from_pandas=True)
         if isinstance(array, pa.ChunkedArray):  # very large text columns come back in pieces
             array = array.combine_chunks()
         encoded = array.dictionary_encode()
         inverse = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         uniques = [_key_text(u) for u in encoded.dictionary.to_pylist()]
-    else:
-        uniq, inverse = np.unique(col, return_inverse=True)
+    else:  # numbers, and short text columns (sorting a few strings is quicker than handing them to Arrow)
+        uniq, inverse = np.unique(col.astype(str) if col.dtype.kind == "O" else col, return_inverse=True)
         inverse, uniques = inverse.reshape(-1), [_key_text(u) for u in uniq.tolist()]
     if cache is not None:
         cache[id(col)] = (col, inverse, uniques)
