@@ -20,6 +20,11 @@ from engine.settings import LIMITS
 MAX_ID_CHARS = 200
 JOIN = "|"  # joins the parts of a derived id: account "H1|F"
 Problem = tuple[str, str]  # (en, zh)
+# an id that certainly passes `id_problem`: printable ASCII, 1…MAX_ID_CHARS long, no space at either end
+# (and no JOIN where ids are joined); any other value is judged by `id_problem` itself
+PLAIN = rf"^[!-~](?:[ -~]{{0,{MAX_ID_CHARS - 2}}}[!-~])?$"
+PLAIN_JOINED = rf"^[!-{{}}~](?:[ -{{}}~]{{0,{MAX_ID_CHARS - 2}}}[!-{{}}~])?$"
+LARGE_COLUMN = 100_000  # from this many rows, duplicates are looked for with Polars (hashing on every core)
 
 
 def id_problem(text: str, joined: bool = False) -> Problem | None:
@@ -48,14 +53,10 @@ def id_faults(values: pa.Array | pa.ChunkedArray, joined: bool = False,
     Printable ASCII without edge spaces passes in Arrow; each other distinct value is judged by
     `id_problem` itself. `optional` (link values): null and '' mean no link; else null is a fault."""
     text = _text(values)
-    absent = text.is_null().to_numpy(zero_copy_only=False)
-    plain = pc.and_(pc.and_(pc.string_is_ascii(text), pc.ascii_is_printable(text)),
-                    pc.invert(pc.or_(pc.starts_with(text, " "), pc.ends_with(text, " "))))
-    length = pc.utf8_length(text)
-    plain = pc.and_(plain, pc.and_(pc.greater(length, 0), pc.less_equal(length, MAX_ID_CHARS)))
-    if joined:
-        plain = pc.and_(plain, pc.invert(pc.match_substring(text, JOIN)))
-    plain = pc.fill_null(plain, True)  # nulls are judged below
+    absent = text.is_null().to_numpy(zero_copy_only=False) if text.null_count else np.zeros(len(text), bool)
+    plain = pc.match_substring_regex(text, PLAIN_JOINED if joined else PLAIN)
+    if plain.null_count:  # (fill_null is slow on booleans even when there is nothing to fill)
+        plain = pc.fill_null(plain, True)  # nulls are judged below
     found: list[tuple[np.ndarray, Problem]] = []
     if not optional and absent.any():
         found.append((np.flatnonzero(absent), ("must be given on every row", "每行都必须提供")))
@@ -78,7 +79,12 @@ def _text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 def duplicate_rows(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows whose id already appeared on an earlier row (compared exactly, as text)."""
     text = _text(ids)
-    if len(pc.unique(text)) == len(text):
+    if len(text) >= LARGE_COLUMN:
+        import polars as pl  # only for large files: a JSON situation never waits for its import
+        distinct = pl.from_arrow(text).n_unique()
+    else:
+        distinct = len(pc.unique(text))
+    if distinct == len(text):
         return np.zeros(0, dtype=np.int64)
     codes = pc.dictionary_encode(text).indices.to_numpy(zero_copy_only=False)
     _, first = np.unique(codes, return_index=True)

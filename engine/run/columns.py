@@ -124,7 +124,8 @@ def build_population(model: Model, data: dict[str, EntityColumns],
                 columns[name][vname] = given.values.get(vname, default_column(var, sizes[name]))
                 if var.default is None:  # required when a computed output needs it
                     mask = given.given.get(vname)
-                    missing[name][vname] = np.ones(sizes[name], bool) if mask is None else ~np.asarray(mask, bool)
+                    missing[name][vname] = np.broadcast_to(True, (sizes[name],)) if mask is None else \
+                        ~np.asarray(mask, bool)
             elif vname in given.values and given.given.get(vname, np.zeros(0, bool)).any():
                 supplied[name][vname] = (given.values[vname], given.given[vname])
     pop = Population(model, sizes, ids, columns, links, supplied, missing=missing)
@@ -168,15 +169,16 @@ def unknown_link(merged: keyed.Keyed | None, entity: str, link: str, row: int, v
 
 
 def default_column(var, n: int) -> np.ndarray:
-    """An input nobody gave: its default on every row."""
+    """An input nobody gave: its default on every row, as a read-only view of one value (no memory
+    per row; a column is never written in place)."""
     if var.type == "date":
-        return np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        return np.broadcast_to(np.array(np.datetime64("NaT"), dtype="datetime64[D]"), (n,))
     if var.type == "codes":
         return CodeLists.from_lists([var.default or ()] * n)
     default = var.default_value()
-    if var.type == "string":  # np.full(n, "inpatient", dtype=str) would keep only "i"
-        return np.full(n, default, dtype=np.array(default).dtype)
-    return np.full(n, default, dtype={"number": float, "bool": bool}[var.type])
+    if var.type == "string":  # dtype=str would keep only the first character of "inpatient"
+        return np.broadcast_to(np.array(default), (n,))
+    return np.broadcast_to(np.array(default, dtype={"number": float, "bool": bool}[var.type]), (n,))
 
 
 # ---- required inputs (必填输入) ---------------------------------------------------------------

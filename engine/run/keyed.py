@@ -146,16 +146,34 @@ def derive(source: columns.EntityColumns, parts: list[KeyPart], active: np.ndarr
         combined = combined * (len(uniques) + 1) + (codes + 1)
         vocabularies.append((codes, uniques))
     rows = np.flatnonzero(present)
-    _, first, inverse = np.unique(combined[rows], return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
+    distinct, inverse = first_appearance(combined[rows])
     link = np.full(n, -1, dtype=np.int64)
-    link[rows] = rank[inverse.reshape(-1)]
-    firsts = rows[first[order]]
-    tuples = list(zip(*[[uniques[c] for c in codes[firsts].tolist()] for codes, uniques in vocabularies],
-                      strict=True)) if len(firsts) else []
+    link[rows] = inverse
+    decoded = []  # the combined code taken apart again, last part first (mixed radix)
+    for _, uniques in reversed(vocabularies):
+        distinct, code = np.divmod(distinct, len(uniques) + 1)
+        decoded.append([uniques[c - 1] for c in code.tolist()])
+    tuples = list(zip(*reversed(decoded), strict=True)) if len(inverse) else []
     return tuples, link
+
+
+SMALL_SOURCE = 4096
+
+
+def first_appearance(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct integers in order of first appearance, and each value's index among them (hashed
+    by Arrow, not sorted; a few values by numpy, with no Arrow conversion)."""
+    if len(values) <= SMALL_SOURCE:
+        uniq, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return uniq[order], rank[inverse.reshape(-1)]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    encoded = pc.dictionary_encode(pa.array(values, pa.int64()))
+    return (encoded.dictionary.to_numpy(zero_copy_only=False).astype(np.int64),
+            encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
 
 
 def undated(entity: Entity, source: columns.EntityColumns, active: np.ndarray | None,
