@@ -151,7 +151,8 @@ def _value_faults(array: pa.ChunkedArray, var: Variable, source: str, name: str,
     """Text cells that are not one of the field's allowed values (the distinct values, then their rows)."""
     text = pc.cast(array, pa.string())
     allowed = pa.array(var.values, pa.string())
-    unknown = pc.filter(pc.unique(pc.drop_null(text)), pc.invert(pc.is_in(pc.unique(pc.drop_null(text)), allowed)))
+    distinct = pc.unique(pc.drop_null(text))
+    unknown = pc.filter(distinct, pc.invert(pc.is_in(distinct, allowed)))
     if not len(unknown):
         return []
     rows = np.flatnonzero(pc.fill_null(pc.is_in(text, unknown), False).to_numpy(zero_copy_only=False))
