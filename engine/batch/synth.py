@@ -247,7 +247,9 @@ def claim_codes(grouping, groups: np.ndarray, rng: np.random.Generator) -> dict:
             starts = np.concatenate([[0], np.cumsum([len(c) for c in per_key])])[inverse]
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
             flat = flat_by_key[np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])]
-            out[fields[role]] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(str), pa.string()))
+            values = pa.array(flat.astype(str), pa.large_string())  # (many claims: Arrow returns pieces)
+            values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            out[fields[role]] = pa.ListArray.from_arrays(pa.array(offsets), values.cast(pa.string()))
     return out
 
 
