@@ -65,6 +65,7 @@ def test_chunks_give_the_same_results(city, tmp_path):
     whole = settle(policy, data, tmp_path / "one", period)
     parts = settle(policy, data, tmp_path / "five", period, chunk_rows=700)
     assert whole.rows == parts.rows
+    assert not list(tmp_path.glob(".medpay-spill-*")), "the chunks' spilled results are removed"
     for file in sorted((tmp_path / "one").glob("*.parquet")):
         a = pq.read_table(file).sort_by("id").to_pydict()
         b = pq.read_table(tmp_path / "five" / file.name).sort_by("id").to_pydict()

@@ -7,6 +7,8 @@ implementation. Pure functions of their inputs: chunked local settlement and Spa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,10 +154,24 @@ def partial_aggregates(policy: Policy, table: pa.Table, state: SmallState, perio
 
 def run_chunk(policy: Policy, table: pa.Table, state: SmallState, period_end: str, big: str, done: list[str],
               step_names: list[str], keys: list[tuple], ctx: RunContext) -> tuple[pa.Table, pa.Table]:
-    """Both at once on one chunk (one population built): the round's steps, then the partials."""
-    pop = population(policy, table, state, period_end, big, done)
-    table = _evaluate(policy, pop, table, big, step_names, ctx) if step_names else table
-    return table, partials(policy, pop, big, keys, ctx)
+    """Both at once on one chunk (one population built): the round's steps, then the partials.
+    What the run context cached for this chunk (factorized keys, its grouping) is dropped after it:
+    each cache entry holds its chunk's columns alive, and chunks exist to bound memory."""
+    with chunk_caches(ctx):
+        pop = population(policy, table, state, period_end, big, done)
+        table = _evaluate(policy, pop, table, big, step_names, ctx) if step_names else table
+        return table, partials(policy, pop, big, keys, ctx)
+
+
+@contextmanager
+def chunk_caches(ctx: RunContext) -> Iterator[None]:
+    """Entries the block adds to the run context's key cache are removed when it ends."""
+    before = set(ctx.key_codes)
+    try:
+        yield
+    finally:
+        for key in set(ctx.key_codes) - before:
+            del ctx.key_codes[key]
 
 
 def partials(policy: Policy, pop: Population, big: str, keys: list[tuple], ctx: RunContext) -> pa.Table:

@@ -26,6 +26,7 @@ from engine.batch.io import (
     staged_output,
     write_entity,
 )
+from engine.batch.spill import Spill
 from engine.errors import InputFault, LimitExceeded, SituationError
 from engine.period import Period, parse_period
 from engine.plan.rounds import NotDistributable, split
@@ -352,76 +353,77 @@ def _settle_chunks(policy: Policy, inputs: RunInputs, out: Path, period: Period,
     rows = distinct_keys(claims, keys)
     pop = partition.driver_population(policy, small, BIG, keys, rows, str(period.end))
     chunks = chunk_rows_of(claims, chunk_rows or CHUNK_ROWS)
-    results: list[dict[str, pa.Array]] = [{} for _ in chunks]  # each chunk's claim results so far
-    summary.seconds["read"] = time.perf_counter() - started
-    t = time.perf_counter()
-    ctx, done = RunContext(policy), []
-    whole = None  # one chunk: its population is built once and kept across rounds
-    last_claim_round = max((r for r in range(rounds.count) if rounds.claim_steps[r]), default=-1)
-    claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG]
-    stream = len(chunks) > 1 and not claim_checks and \
-        not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
-    writer = ClaimWriter(out / f"{BIG}.parquet", policy, [s.variable.name for g in rounds.claim_steps for s in g])
-    for r in range(rounds.count):
-        names = [s.variable.name for s in rounds.claim_steps[r]]
-        aggregations = [a.key for a in rounds.aggregations[r]]
-        if names or aggregations:
-            state = partition.state_of(pop, BIG)
-            sums: dict[str, list[tuple]] = {}
-            for i, rows in enumerate(chunks):
-                if rows is None:
-                    if whole is None:
-                        whole = partition.population(policy, claims, state, str(period.end), BIG, [])
+    with Spill(out) as spill:  # results of several chunks wait on disk, memory-mapped (engine.batch.spill)
+        results: list[dict[str, pa.Array]] = [{} for _ in chunks]  # each chunk's claim results so far
+        summary.seconds["read"] = time.perf_counter() - started
+        t = time.perf_counter()
+        ctx, done = RunContext(policy), []
+        whole = None  # one chunk: its population is built once and kept across rounds
+        last_claim_round = max((r for r in range(rounds.count) if rounds.claim_steps[r]), default=-1)
+        claim_checks = [c for c in policy.plan.checks if c.check.entity == BIG]
+        stream = len(chunks) > 1 and not claim_checks and \
+            not any(rounds.aggregations[r] for r in range(last_claim_round + 1, rounds.count))
+        writer = ClaimWriter(out / f"{BIG}.parquet", policy, [s.variable.name for g in rounds.claim_steps for s in g])
+        for r in range(rounds.count):
+            names = [s.variable.name for s in rounds.claim_steps[r]]
+            aggregations = [a.key for a in rounds.aggregations[r]]
+            if names or aggregations:
+                state = partition.state_of(pop, BIG)
+                sums: dict[str, list[tuple]] = {}
+                for i, rows in enumerate(chunks):
+                    if rows is None:
+                        if whole is None:
+                            whole = partition.population(policy, claims, state, str(period.end), BIG, [])
+                        else:
+                            partition.install(whole, state)
+                        partition.run_steps(policy, whole, BIG, names, ctx)
+                        found = partition.partials(policy, whole, BIG, aggregations, ctx)
                     else:
-                        partition.install(whole, state)
-                    partition.run_steps(policy, whole, BIG, names, ctx)
-                    found = partition.partials(policy, whole, BIG, aggregations, ctx)
-                else:
-                    table = with_results(claims.take(rows), results[i])
-                    table, found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
-                                                       names, aggregations, ctx)
-                    if stream and r == last_claim_round:  # nothing later needs them: write them now
-                        writer.write(table)
-                    else:
-                        results[i].update({n: table[n] for n in names})
-                    del table
-                _add_partials(sums, found)
+                        table = with_results(claims.take(rows), results[i])
+                        table, found = partition.run_chunk(policy, table, state, str(period.end), BIG, done,
+                                                           names, aggregations, ctx)
+                        if stream and r == last_claim_round:  # nothing later needs them: write them now
+                            writer.write(table)
+                        else:
+                            results[i].update(spill.keep({n: table[n] for n in names}))
+                        del table
+                    _add_partials(sums, found)
+                    if on_step:
+                        on_step(f"claims {i + 1}/{len(chunks)}, round {r + 1}")
+                done += names
+                for agg in rounds.aggregations[r]:
+                    ids = [str(x) for x in list(pop.ids[agg.parent])]
+                    ctx.precomputed[agg.key] = partition.combine_aggregation(
+                        agg, ids, sums.get(partition.encode_key(agg.key), []))
+            for step in rounds.small_steps[r]:
+                run_step(step, pop, ctx)
                 if on_step:
-                    on_step(f"claims {i + 1}/{len(chunks)}, round {r + 1}")
-            done += names
-            for agg in rounds.aggregations[r]:
-                ids = [str(x) for x in list(pop.ids[agg.parent])]
-                ctx.precomputed[agg.key] = partition.combine_aggregation(
-                    agg, ids, sums.get(partition.encode_key(agg.key), []))
-        for step in rounds.small_steps[r]:
-            run_step(step, pop, ctx)
-            if on_step:
-                on_step(f"{step.variable.entity}.{step.variable.name}")
-    small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
-    small_checks = [c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG]
-    failures = checks.found(small_checks, pop, ctx, json_paths=False)
-    if claim_checks and claims.num_rows:
-        failures += _claim_check_failures(policy, claims, chunks, results, whole, pop, period, done, ctx)
-    failures = checks.merge(failures)
-    checks.verdict(failures)  # raises on an error check: nothing is written
-    summary.seconds["evaluate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
-    metadata = finish(policy, inputs, period, ctx, small_steps + claim_steps,
-                      small_checks + (claim_checks if claims.num_rows else []), failures,
-                      [left_out] if left_out else [], summary, given_fields(small, claims))
-    written = write(policy, pop, small_steps, out, metadata)
-    money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
-    if whole is not None:
-        written[f"{BIG}.parquet"] = write_entity(out / f"{BIG}.parquet", claims["id"],
-                                                 {n: whole.columns[BIG][n] for n in done}, money, metadata)
-    elif not stream:
-        for rows, found in zip(chunks, results, strict=True):
-            writer.write(pa.table({"id": claims["id"].take(rows), **found}))
-    if writer.close(metadata):
-        written[f"{BIG}.parquet"] = claims.num_rows
-    provenance.write_manifest(out, summary.provenance, written)
-    return _closed(summary, pop, claims.num_rows, started, t)
+                    on_step(f"{step.variable.entity}.{step.variable.name}")
+        small_steps = [s for group in rounds.small_steps for s in group if pop.sizes.get(s.variable.entity, 0)]
+        small_checks = [c for c in policy.plan.checks_for(small_steps) if c.check.entity != BIG]
+        failures = checks.found(small_checks, pop, ctx, json_paths=False)
+        if claim_checks and claims.num_rows:
+            failures += _claim_check_failures(policy, claims, chunks, results, whole, pop, period, done, ctx)
+        failures = checks.merge(failures)
+        checks.verdict(failures)  # raises on an error check: nothing is written
+        summary.seconds["evaluate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        claim_steps = [policy.plan.by_key[(BIG, n)] for n in done] if claims.num_rows else []
+        metadata = finish(policy, inputs, period, ctx, small_steps + claim_steps,
+                          small_checks + (claim_checks if claims.num_rows else []), failures,
+                          [left_out] if left_out else [], summary, given_fields(small, claims))
+        written = write(policy, pop, small_steps, out, metadata)
+        money = {n for n in done if policy.model.entities[BIG].variables[n].is_money}
+        if whole is not None:
+            written[f"{BIG}.parquet"] = write_entity(out / f"{BIG}.parquet", claims["id"],
+                                                     {n: whole.columns[BIG][n] for n in done}, money, metadata)
+        elif not stream:
+            for rows, found in zip(chunks, results, strict=True):
+                writer.write(pa.table({"id": claims["id"].take(rows), **found}))
+        if writer.close(metadata):
+            written[f"{BIG}.parquet"] = claims.num_rows
+        provenance.write_manifest(out, summary.provenance, written)
+        return _closed(summary, pop, claims.num_rows, started, t)
 
 
 def _closed(summary: Summary, pop: Population, claims: int, started: float, write_started: float) -> Summary:
@@ -474,7 +476,10 @@ def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, result
             chunk_pop = whole
         else:
             table = with_results(claims if rows is None else claims.take(rows), results[i])
-            chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
+            with partition.chunk_caches(ctx):
+                chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
+                failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
+            continue
         failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
     return failures
 
