@@ -603,7 +603,7 @@ def _chain(c: Compiler, node: T.Call, active) -> pl.Expr:
         window = window.fill_null(float("-inf") if use_max else 0.0)
     if use_max:
         window = pl.when(window == float("-inf")).then(pl.lit(0.0)).otherwise(window)
-    return window
+    return c.bind(window)  # once, as a column (inside a step run along chains: before its loop)
 
 
 def _recurrent_chain(c: Compiler, node: T.Call, arg: pl.Expr, use_max: bool, before: bool) -> pl.Expr:
@@ -647,7 +647,7 @@ def _group(c: Compiler, node: T.Call, active) -> pl.Expr:
             if given is not None and given.any():
                 values = np.where(given, "supplied" if part == "rule" else "", values)
     c.gathered[column] = pl.Series(column, np.asarray(values, dtype=float)) if part == "level" \
-        else pl.Series(column, [str(v) for v in values], dtype=pl.String)
+        else pl.Series(column, pl.from_arrow(pa.array(values, pa.string())))
     return pl.col(column)
 
 
