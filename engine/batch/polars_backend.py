@@ -16,7 +16,12 @@ Numbers are reproduced, not approximated (docs/scale.md, "One specification, two
   chain position at a time;
 - aggregations of claims leave this module as exact limb partials (engine/run/exact.py), the same
   partial rows a chunk or a Spark partition produces;
-- money is rounded half-up to the fen when written, by the engine's own `round_half_up`.
+- money is rounded half-up to the fen when written, by the engine's own `round_half_up`;
+- a pending value (`pending()`) is NaN, as in numpy: arithmetic and min/max propagate it, a
+  comparison with it does not hold, an `if` whose condition compares it is pending, a running max
+  is pending from it on, a total taking it is pending (exact partials); it is written as null;
+- the grouping functions read one assignment per run (engine.run.grouping.assign over the claims'
+  code fields, code lists kept out of the frame), its parts added as columns.
 
 A construct without a Polars form raises `Unsupported`; `settle` then runs the whole settlement
 with numpy and says so in a warning.
