@@ -16,7 +16,12 @@ Numbers are reproduced, not approximated (docs/scale.md, "One specification, two
   chain position at a time;
 - aggregations of claims leave this module as exact limb partials (engine/run/exact.py), the same
   partial rows a chunk or a Spark partition produces;
-- money is rounded half-up to the fen when written, by the engine's own `round_half_up`.
+- money is rounded half-up to the fen when written, by the engine's own `round_half_up`;
+- a pending value (`pending()`) is NaN, as in numpy: arithmetic and min/max propagate it, a
+  comparison with it does not hold, an `if` whose condition compares it is pending, a running max
+  is pending from it on, a total taking it is pending (exact partials); it is written as null;
+- the grouping functions read one assignment per run (engine.run.grouping.assign over the claims'
+  code fields, code lists kept out of the frame), its parts added as columns.
 
 A construct without a Polars form raises `Unsupported`; `settle` then runs the whole settlement
 with numpy and says so in a warning.
@@ -34,13 +39,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.batch.io import read_codes
 from engine.batch.partition import SmallState, _partial_table, encode_key, find_aggregation
 from engine.compile.functions import FUNCTIONS, register
+from engine.compile.grouping import PARTS, group_variables
 from engine.dsl import typed as T
+from engine.model.codelists import CodeLists
 from engine.plan.plan import Step
 from engine.policy.spec import Policy
-from engine.run import exact
-from engine.run.columns import EntityColumns, build_population
+from engine.run import exact, grouping
+from engine.run.columns import EntityColumns, build_population, default_column
 from engine.run.frame import RunContext
 from engine.run.money import round_half_up
 from engine.run.population import Population
@@ -63,13 +71,17 @@ class Unsupported(Exception):
 
 @dataclass
 class Claims:
-    """The claims of a run: inputs as a DataFrame, their links resolved (parent rows) and chain order."""
+    """The claims of a run: inputs as a DataFrame, their links resolved (parent rows) and chain order.
+    Code lists (type `codes`) stay out of the frame: only the grouping reads them, once per run."""
 
     frame: pl.DataFrame
     links: Population  # claims with links, dates and chain fields only: parent indices, chain order
     big: str
     parents: dict[tuple, str] = field(default_factory=dict)  # (owner, name, path) → column of the frame
     found: list = field(default_factory=list)  # what the population builder found (keyed rows that do not fit)
+    codes: dict[str, CodeLists] = field(default_factory=dict)  # code-list inputs, as engine.batch.io reads them
+    supplied: dict[str, np.ndarray] = field(default_factory=dict)  # a grouped variable → rows supplying it
+    assigned: dict[str, grouping.Assigned] = field(default_factory=dict)  # a grouping → its assignment
 
 
 def read_claims(policy: Policy, table: pa.Table, small: dict[str, EntityColumns], period_end: str,
@@ -77,13 +89,19 @@ def read_claims(policy: Policy, table: pa.Table, small: dict[str, EntityColumns]
     """The claim table as Polars columns with defaults filled, and a light population of the
     claims' links (no text column turned into numpy)."""
     entity = policy.model.entities[big]
-    columns = {}
+    columns, codes = {}, {}
     for name in table.column_names:
         if name == "id" or name in entity.links:
             continue
         var = entity.variables[name]  # a formula's value supplied on some rows keeps its nulls: computed there
+        if var.type == "codes":
+            codes[name] = read_codes(table[name])
+            continue
         columns[name] = _typed_input(table[name], var.type, var.default_value() if var.is_input else None)
     frame = pl.DataFrame(columns, height=table.num_rows) if columns else pl.DataFrame(height=table.num_rows)
+    grouped = {v for g in policy.groupings for v in group_variables(entity.variables, g)}
+    supplied = {name: ~table[name].is_null().to_numpy(zero_copy_only=False)
+                for name in grouped & set(table.column_names)}
     light = EntityColumns(pc.cast(table["id"], pa.string()))
     light.links = {k: table[k] for k in entity.links if k in table.column_names}
     wanted = set(entity.chain.order if entity.chain else ()) | ({entity.date} if entity.date else set())
@@ -93,7 +111,7 @@ def read_claims(policy: Policy, table: pa.Table, small: dict[str, EntityColumns]
         light.values[name] = frame[name].to_numpy().astype("datetime64[D]") \
             if entity.variables[name].type == "date" else frame[name].to_numpy()
     pop, found = build_population(policy.model, {**small, big: light}, np.datetime64(period_end, "D"))
-    return Claims(frame, pop, big, found=found)
+    return Claims(frame, pop, big, found=found, codes=codes, supplied=supplied)
 
 
 def _typed_input(array: pa.ChunkedArray, var_type: str, default: Any) -> pl.Series:
@@ -133,6 +151,7 @@ class Compiler:
     def __init__(self, policy: Policy, claims: Claims, state: SmallState, driver: Population):
         self.policy, self.claims, self.state, self.driver = policy, claims, state, driver
         self.big = claims.big
+        self.nullable = getattr(policy.plan, "nullable", frozenset())  # variables that may be pending
         self.warned: list[Warned] = []
         self.variable = ""
         self.gathered: dict[str, pl.Series] = {}  # parent columns this round needs
@@ -194,6 +213,14 @@ class Compiler:
         self.gathered[name] = _gather(values, idx, var.type, var.default_value(), name)
         return name
 
+    def _link(self, node: T.Link, active) -> pl.Expr:
+        """The row of its target each claim's link names (-1: none), as engine.compile.compiler._link."""
+        name = f"__link.{'.'.join((*node.path, node.name))}"
+        if name not in self.gathered and name not in self.claims.frame.columns:
+            idx = self.claims.links.parent_index(self.big, [*node.path, node.name])
+            self.gathered[name] = pl.Series(name, np.asarray(idx, dtype=np.int64))
+        return pl.col(name)
+
     def _param(self, node: T.Param, active) -> pl.Expr:
         return self.per_version(node.name, lambda value: _constant(value, node.type))
 
@@ -239,8 +266,12 @@ class Compiler:
 
     def _compare(self, node: T.Compare, active) -> pl.Expr:
         left, right = self.bind(self.expr(node.left, active)), self.bind(self.expr(node.right, active))
+        if isinstance(node.left, T.Link):  # the same row, a missing link equal to nothing (builtins.same_link)
+            same = (left == right) & (left >= 0)
+            return same.not_() if node.op == "!=" else same
         numeric = node.left.type == "number" and node.right.type == "number"
-        return compare(node.op, left, right, numeric, "date" in (node.left.type, node.right.type))
+        pending = any(T.may_be_pending(side, self.nullable) for side in (node.left, node.right))
+        return compare(node.op, left, right, numeric, "date" in (node.left.type, node.right.type), pending)
 
     def _inlist(self, node: T.InList, active) -> pl.Expr:
         value = self.bind(self.expr(node.value, active))
@@ -271,7 +302,16 @@ class Compiler:
         cond = self.bind(self.expr(node.condition, active))
         yes = cond if active is None else active & cond
         no = cond.not_() if active is None else active & cond.not_()
-        return pl.when(cond).then(self.expr(node.then, yes)).otherwise(self.expr(node.otherwise, no))
+        out = pl.when(cond).then(self.expr(node.then, yes)).otherwise(self.expr(node.otherwise, no))
+        unknown = T.unknown_operands(node.condition, self.nullable) if node.type == "number" else []
+        if not unknown:
+            return out
+        # a condition comparing a pending value has no answer: the result is pending too
+        # (engine.run.builtins.choose_known; the operands are evaluated again, as there)
+        none = pl.lit(False)
+        for operand in unknown:
+            none = none | self.expr(operand, active).cast(pl.Float64).is_nan()
+        return pl.when(none).then(pl.lit(float("nan"), pl.Float64)).otherwise(out)
 
     def _index(self, node: T.Index, active) -> pl.Expr:
         key = self.bind(_key_expr(self.expr(node.key, active), node.key.type))
@@ -306,17 +346,21 @@ def _count(rows: pl.Expr, active: pl.Expr | None) -> pl.Expr:
     return hit.fill_null(False).sum()
 
 
-def compare(op: str, left: pl.Expr, right: pl.Expr, numeric: bool, dates: bool) -> pl.Expr:
-    """A comparison as engine/run/exact.py states it: numbers within 4 ulps of the larger are equal."""
+def compare(op: str, left: pl.Expr, right: pl.Expr, numeric: bool, dates: bool, pending: bool = False) -> pl.Expr:
+    """A comparison as engine/run/exact.py states it: numbers within 4 ulps of the larger are equal.
+    A NaN side (a pending value) makes every comparison false but `!=`, as IEEE (and numpy) has it;
+    Polars orders NaN above every number, so this is said explicitly. `pending`: a side may be
+    pending (engine.run.builtins.compare_values): then `!=` does not hold either."""
     if not numeric:
         out = {"==": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
                ">": left > right, ">=": left >= right}[op]
         return out.fill_null(op == "!=") if dates else out
     close = (left - right).abs() <= TOLERANCE * pl.max_horizontal(left.abs(), right.abs())
     close = close.fill_null(False)
-    return {"==": close | (left == right), "!=": ~(close | (left == right)),
-            "<": (left < right) & ~close, "<=": (left <= right) | close,
-            ">": (left > right) & ~close, ">=": (left >= right) | close}[op]
+    out = {"==": close | (left == right), "!=": ~(close | (left == right)),
+           "<": (left < right) & ~close, "<=": (left <= right) | close,
+           ">": (left > right) & ~close, ">=": (left >= right) | close}[op]
+    return pl.when(left.is_nan() | right.is_nan()).then(pl.lit(op == "!=" and not pending)).otherwise(out)
 
 
 def divide(left: pl.Expr, right: pl.Expr) -> pl.Expr:
@@ -349,8 +393,9 @@ def _constant(value: Any, kind: str) -> pl.Expr:
 def _key_expr(expr: pl.Expr, kind: str) -> pl.Expr:
     """A key as the text the numpy engine looks it up by (engine.run.builtins._key_text)."""
     if kind == "number":
-        whole = expr == expr.floor()
-        return pl.when(whole).then(expr.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(expr.cast(pl.String))
+        whole = (expr == expr.floor()) & ~expr.is_nan()
+        return pl.when(expr.is_nan()).then(pl.lit("nan")).when(whole) \
+            .then(expr.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(expr.cast(pl.String))
     if kind == "bool":
         return pl.when(expr).then(pl.lit("true")).otherwise(pl.lit("false"))
     return expr.cast(pl.String)
@@ -532,8 +577,9 @@ def _starts_with(c: Compiler, node: T.Call, active) -> pl.Expr:
 
 def _between(c: Compiler, node: T.Call, active) -> pl.Expr:
     x, low, high = (c.expr(a, active) for a in node.args)
-    if node.args[0].type != "string":
-        return (x >= low) & (x <= high)
+    if node.args[0].type != "string":  # numpy's >= and <=: false where a side is NaN (pending)
+        x, low, high = c.bind(x), c.bind(low), c.bind(high)
+        return (x >= low) & (x <= high) & ~(x.is_nan() | low.is_nan() | high.is_nan())
     if not isinstance(node.args[2], T.Literal):
         raise Unsupported("between() of codes with a computed upper end")
     return (low <= x) & (x.str.slice(0, len(str(node.args[2].value))) <= high)
@@ -549,7 +595,12 @@ def _chain(c: Compiler, node: T.Call, active) -> pl.Expr:
     if c.recurrent is not None and any(isinstance(n, T.Var) and not n.path and n.name == c.recurrent.variable.name
                                        for n in T.walk(node.args[0])):
         return _recurrent_chain(c, node, arg, use_max, before)
-    window = arg.cum_max() if use_max else arg.cum_sum()
+    if use_max:  # numpy's maximum: from a NaN (pending) value on, the running max is NaN
+        arg = c.bind(arg)
+        window = pl.when(arg.is_nan().cast(pl.UInt32).cum_sum() > 0).then(pl.lit(float("nan"))) \
+            .otherwise(arg.cum_max())
+    else:
+        window = arg.cum_sum()
     if before:
         window = window.shift(1)
     window = window.over(CHAIN, order_by=POSITION)
@@ -557,7 +608,7 @@ def _chain(c: Compiler, node: T.Call, active) -> pl.Expr:
         window = window.fill_null(float("-inf") if use_max else 0.0)
     if use_max:
         window = pl.when(window == float("-inf")).then(pl.lit(0.0)).otherwise(window)
-    return window
+    return c.bind(window)  # once, as a column (inside a step run along chains: before its loop)
 
 
 def _recurrent_chain(c: Compiler, node: T.Call, arg: pl.Expr, use_max: bool, before: bool) -> pl.Expr:
@@ -571,6 +622,67 @@ def _recurrent_chain(c: Compiler, node: T.Call, arg: pl.Expr, use_max: bool, bef
     return pl.when(acc == float("-inf")).then(pl.lit(0.0)).otherwise(acc) if use_max else acc
 
 
+# ---- no value: pending review (无值：待审核) --------------------------------------------------------
+# A pending value is NaN in the claim frame, as in the numpy engine: arithmetic propagates it by
+# IEEE rules in both; where Polars departs from numpy on NaN (comparisons, max, running max) the
+# forms above say numpy's rule explicitly; it is written as null (`results`).
+
+def _pending(c: Compiler, node: T.Call, active) -> pl.Expr:
+    return pl.lit(float("nan"), pl.Float64)
+
+
+def _is_pending(c: Compiler, node: T.Call, active) -> pl.Expr:
+    return c.expr(node.args[0], active).cast(pl.Float64).is_nan().fill_null(True)
+
+
+# ---- grouping (分组) ------------------------------------------------------------------------------
+
+def _group(c: Compiler, node: T.Call, active) -> pl.Expr:
+    """group(g), group_rule(g), …: one part of the grouping's assignment over every claim of the run
+    (engine.run.grouping.assign, once per run), as a column of the claim frame; a row supplying the
+    group has the rule "supplied" and no match (engine.compile.grouping.said_supplied)."""
+    name, part = node.args[0].value, PARTS[node.function][0]
+    column = f"__grouping.{name}.{part}"
+    if column in c.claims.frame.columns or column in c.gathered:
+        return pl.col(column)
+    values = getattr(assignment(c.policy, c.claims, name), part)
+    if part in ("rule", "match"):
+        for variable in group_variables(c.policy.model.entities[c.big].variables, name):
+            given = c.claims.supplied.get(variable)
+            if given is not None and given.any():
+                values = np.where(given, "supplied" if part == "rule" else "", values)
+    c.gathered[column] = pl.Series(column, np.asarray(values, dtype=float)) if part == "level" \
+        else pl.Series(column, pl.from_arrow(pa.array(values, pa.string())))
+    return pl.col(column)
+
+
+def assignment(policy: Policy, claims: Claims, name: str) -> grouping.Assigned:
+    """The groups of every claim by grouping `name`, from the claims' code fields (computed once)."""
+    found = claims.assigned.get(name)
+    if found is not None:
+        return found
+    rules = policy.groupings[name]
+    entity = policy.model.entities[claims.big]
+    n = claims.frame.height
+
+    def field_values(role: str):
+        field_name = rules.fields.get(role)
+        if field_name is None:
+            return None
+        var = entity.variables[field_name]
+        if not var.is_input:
+            raise Unsupported(f"grouping {name} over the computed field {field_name}")
+        if var.type == "codes":
+            given = claims.codes.get(field_name)
+            return given if given is not None else default_column(var, n)
+        return claims.frame[field_name].to_numpy() if field_name in claims.frame.columns else default_column(var, n)
+    diagnosis = field_values("diagnosis")
+    found = grouping.assign(rules, diagnosis if diagnosis is not None else np.full(n, ""),
+                            field_values("procedures"), field_values("secondary"))
+    claims.assigned[name] = found
+    return found
+
+
 BATCH_FORMS: dict[str, Callable[[Compiler, T.Call, Any], pl.Expr]] = {
     "min": _elementwise(_min, True), "max": _elementwise(_max, True),
     "clamp": _elementwise(lambda x, lo, hi, bind: _min(_max(x, lo, bind=bind), hi, bind=bind), True),
@@ -582,6 +694,8 @@ BATCH_FORMS: dict[str, Callable[[Compiler, T.Call, Any], pl.Expr]] = {
     "starts_with": _starts_with, "between": _between,
     "chain_max": _chain, "chain_max_before": _chain, "chain_sum": _chain, "chain_sum_before": _chain,
     "chain_position": _chain,
+    "pending": _pending, "is_pending": _is_pending,
+    **{function: _group for function in PARTS},
 }
 
 
@@ -692,7 +806,7 @@ def _finished(claims: Claims, step: Step, expr: pl.Expr, compiler: Compiler) -> 
     if var.type != "number":
         return [out.alias(name)]
     raw = f"{TEMP}raw.{name}"
-    bad = ~pl.col(raw).is_finite()
+    bad = pl.col(raw).is_infinite() if step.nullable else ~pl.col(raw).is_finite()  # pending (NaN) kept
     compiler.warned.append(Warned("non_finite", f"{claims.big}.{name}",
                                   "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
                                   "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", bad.sum()))
@@ -751,7 +865,7 @@ def run_recurrent(compiler: Compiler, step: Step, ctx: RunContext) -> None:
         if p:  # each accumulator from the previous row of the chain: its own value combined with the row's
             updates = []
             for n, (how, arg) in accumulators.items():
-                combined = pl.max_horizontal(pl.col(n), arg) if how == "max" else pl.col(n) + arg
+                combined = _max(pl.col(n), arg) if how == "max" else pl.col(n) + arg
                 prev = combined.shift(1).over(CHAIN, order_by=POSITION)
                 updates.append(pl.when(at).then(prev).otherwise(pl.col(n)).alias(n))
             frame = frame.with_columns(updates)
@@ -762,13 +876,16 @@ def run_recurrent(compiler: Compiler, step: Step, ctx: RunContext) -> None:
                                    .alias(name))
         if counts is not None:
             _record(warned, counts, ctx)
-    if var.type == "number":
-        bad = frame.select((pl.col(name).is_nan() | pl.col(name).is_infinite()).sum()).item()
+    if var.type == "number":  # a pending value (NaN) of a formula that may give none is kept
+        bad = pl.col(name).is_infinite() if step.nullable else pl.col(name).is_nan() | pl.col(name).is_infinite()
+        bad = frame.select(bad.sum()).item()
         if bad:
             ctx.variable = f"{claims.big}.{name}"
             ctx.warn("non_finite", "a value was not a finite number (overflow, 0/0 or a missing date); 0 used",
                      "出现非有限数值（溢出、0/0 或缺少日期），按 0 计", int(bad))
-            frame = frame.with_columns(pl.when(pl.col(name).is_finite()).then(pl.col(name)).otherwise(0.0).alias(name))
+            frame = frame.with_columns(pl.when(~pl.col(name).is_infinite() if step.nullable
+                                               else pl.col(name).is_finite())
+                                       .then(pl.col(name)).otherwise(0.0).alias(name))
     claims.frame = frame.drop([*accumulators, AT], strict=False)
 
 
@@ -798,12 +915,15 @@ def partials(policy: Policy, claims: Claims, keys: list[tuple], state: SmallStat
 
 
 def results(claims: Claims, ids: pa.ChunkedArray, names: list[str], money: set[str]) -> pa.Table:
-    """id and the claim results as Arrow, money rounded half-up to the fen (as `write_entity`)."""
+    """id and the claim results as Arrow, money rounded half-up to the fen and a pending value
+    (NaN) written as null (as `write_entity`)."""
     arrays: dict[str, Any] = {"id": ids}
     for name in names:
         series = claims.frame[name]
         if name in money:
-            arrays[name] = pa.array(round_half_up(series.to_numpy()))
+            arrays[name] = pa.array(round_half_up(series.to_numpy()), from_pandas=True)
+        elif series.dtype == pl.Float64:
+            arrays[name] = pa.array(series.to_numpy(), from_pandas=True)
         elif series.dtype == pl.String:
             arrays[name] = series.to_arrow().cast(pa.string())
         else:
