@@ -35,10 +35,20 @@ def entity_file(folder: Path, entity: str) -> Path | None:
     return None
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: Path, entity: Entity | None = None) -> pa.Table:
+    """A Parquet or CSV file as Arrow. In a CSV file the entity's text fields (id, links, text and
+    code-list fields) are read as text, so that "01" stays "01" and a single code "32.4101" is not
+    taken for a number."""
     if path.suffix == ".parquet":
         return pq.ParquetFile(path).read()  # (pq.read_table would import pyarrow.dataset and pandas)
-    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    text = {} if entity is None else {name: pa.string() for name in text_fields(entity)}
+    return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types=text))
+
+
+def text_fields(entity: Entity) -> list[str]:
+    """The fields of an entity whose cells are text in any file: id, links, text and code lists."""
+    return ["id", *entity.links, *(n for n, v in entity.variables.items()
+                                   if n not in entity.links and v.type in ("string", "codes"))]
 
 
 def read_column(array: pa.ChunkedArray, var: Variable, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +88,7 @@ def read_codes(array: pa.ChunkedArray | pa.Array) -> CodeLists:
 
 def read_entity(path: Path, entity: Entity, joined: frozenset = frozenset()) -> EntityColumns:
     """Read one entity's file, checked (`check_table`); faults name the file, column and rows."""
-    table = read_table(path)
+    table = read_table(path, entity)
     check_table(table, entity, path.name, joined)
     return entity_columns(table, entity, path.name)
 

@@ -522,7 +522,7 @@ def _claims(policy: Policy, folder: Path) -> pa.Table:
     path = entity_file(folder, BIG)
     if path is None:
         return pa.table({"id": pa.array([], pa.string())})
-    table = read_table(path)
+    table = read_table(path, policy.model.entities[BIG])
     check_table(table, policy.model.entities[BIG], path.name, frozenset(joined_links(policy.model)))
     return table
 
