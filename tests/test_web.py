@@ -326,6 +326,7 @@ def test_situation_from_csv_files(page):
     page.select_option("#try-csv-entity", "institution")
     page.fill("#try-csv-text", "id,level,kind,grade_a\n7,3,01,TRUE\n")
     page.click("#try-csv-add")
+    expect(page.locator("#try-json")).to_have_value(re.compile(r'"institution"'))  # filled once the rows are read
     rows = json.loads(page.input_value("#try-json"))["entities"]["institution"]
     assert rows == [{"id": "7", "level": 3, "kind": "01", "grade_a": True}]
 
