@@ -22,6 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from test_pending import CLAIM as PENDING_CASE_CLAIM
+from test_pending import INSTITUTION as PENDING_CASE_INSTITUTION
 
 from engine.batch.settle import folder_period, settle
 from engine.batch.synth import synthesize
@@ -519,36 +521,22 @@ def test_grouping_cases_on_polars_right(form, case, tmp_path):
             assert rows[claim][field_name] == value, (claim, field_name)
 
 
-PENDING_CLAIM = {
-    "price": {"unit": "yuan", "default": 0},
-    "share": {"unit": "yuan", "formula": 'if price > 0 then price * 0.1 else pending("no price")'},
-    "doubled": {"unit": "yuan", "formula": "share * 2 + 1"},
-    "capped": {"unit": "yuan", "formula": "min(share, 50)"},
-    "larger": {"unit": "yuan", "formula": "max(share, 150)"},
-    "band": {"formula": "if share > 100 then 1 else 2"},
-    "big": {"type": "bool", "formula": "share > 100"},
-    "not_100": {"type": "bool", "formula": "share != 100"},
-    "listed": {"type": "bool", "formula": "share in [100, 200]"},
-    "unlisted": {"type": "bool", "formula": "share not in [100, 200]"},
-    "known": {"type": "bool", "formula": "not is_pending(share)"},
-    "share_or_zero": {"unit": "yuan", "formula": "if is_pending(share) then 0 else share"},
-    "running": {"unit": "yuan", "formula": "chain_sum(share)"},
-    "highest": {"unit": "yuan", "formula": "chain_max(share)"},
-    "before_max": {"unit": "yuan", "formula": "chain_max_before(share)"},
-    "tier": {"formula": "step(share, [above(100)], [1, 2])"},
-    "banded": {"unit": "yuan", "formula": "bands(share, [100], [0.5, 0.1])"},
-    "left": {"unit": "yuan", "formula": "if is_pending(share) then pending() else max(0, 300 - chain_sum_before(left) - share)"},
-    "peak": {"unit": "yuan", "formula": "if is_pending(share) then pending() else max(share, chain_max_before(peak))"},
-}
-PENDING_INSTITUTION = {
-    "total": {"unit": "yuan", "formula": "sum(claim.share)"},
-    "priced_total": {"unit": "yuan", "formula": "sum(claim.share where claim.price > 0)"},
-    "known_total": {"unit": "yuan", "formula": "sum(claim.share where not is_pending(claim.share))"},
-    "over_60": {"unit": "yuan", "formula": "sum(claim.share where claim.share > 60)"},
-    "largest": {"unit": "yuan", "formula": "max(claim.share)"},
-    "claims": {"unit": "count", "formula": "count(claim)"},
-    "unpriced": {"unit": "count", "formula": "count(claim where is_pending(claim.share))"},
-}
+PENDING_CLAIM = {**PENDING_CASE_CLAIM,  # tests/test_pending.py's claim formulas, and more constructs
+                 "larger": {"unit": "yuan", "formula": "max(share, 150)"},
+                 "listed": {"type": "bool", "formula": "share in [100, 200]"},
+                 "unlisted": {"type": "bool", "formula": "share not in [100, 200]"},
+                 "running": {"unit": "yuan", "formula": "chain_sum(share)"},
+                 "highest": {"unit": "yuan", "formula": "chain_max(share)"},
+                 "before_max": {"unit": "yuan", "formula": "chain_max_before(share)"},
+                 "tier": {"formula": "step(share, [above(100)], [1, 2])"},
+                 "banded": {"unit": "yuan", "formula": "bands(share, [100], [0.5, 0.1])"},
+                 "left": {"unit": "yuan", "formula": "if is_pending(share) then pending() else "
+                                                     "max(0, 300 - chain_sum_before(left) - share)"},
+                 "peak": {"unit": "yuan", "formula": "if is_pending(share) then pending() else "
+                                                     "max(share, chain_max_before(peak))"}}
+PENDING_INSTITUTION = {**PENDING_CASE_INSTITUTION,
+                       "over_60": {"unit": "yuan", "formula": "sum(claim.share where claim.share > 60)"},
+                       "unpriced": {"unit": "count", "formula": "count(claim where is_pending(claim.share))"}}
 
 
 def test_pending_values_on_polars_right(tmp_path):

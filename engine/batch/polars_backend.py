@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from engine.batch.io import read_codes
 from engine.batch.partition import SmallState, _partial_table, encode_key, find_aggregation
 from engine.compile.functions import FUNCTIONS, register
-from engine.compile.grouping import PARTS, group_variables
+from engine.compile.grouping import PARTS, group_variables, marked_supplied
 from engine.dsl import typed as T
 from engine.model.codelists import CodeLists
 from engine.plan.plan import Step
@@ -647,10 +647,8 @@ def _group(c: Compiler, node: T.Call, active) -> pl.Expr:
         return pl.col(column)
     values = getattr(assignment(c.policy, c.claims, name), part)
     if part in ("rule", "match"):
-        for variable in group_variables(c.policy.model.entities[c.big].variables, name):
-            given = c.claims.supplied.get(variable)
-            if given is not None and given.any():
-                values = np.where(given, "supplied" if part == "rule" else "", values)
+        grouped = group_variables(c.policy.model.entities[c.big].variables, name)
+        values = marked_supplied(np.asarray(values), [c.claims.supplied.get(v) for v in grouped], part)
     c.gathered[column] = pl.Series(column, np.asarray(values, dtype=float)) if part == "level" \
         else pl.Series(column, pl.from_arrow(pa.array(values, pa.string())))
     return pl.col(column)

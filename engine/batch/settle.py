@@ -471,16 +471,14 @@ def _claim_check_failures(policy: Policy, claims: pa.Table, chunks: list, result
     steps = [c for c in policy.plan.checks if c.check.entity == BIG]
     failures: list[dict] = []
     for i, rows in enumerate(chunks):
-        if rows is None and whole is not None:
-            partition.install(whole, state)
-            chunk_pop = whole
-        else:
-            table = with_results(claims if rows is None else claims.take(rows), results[i])
-            with partition.chunk_caches(ctx):
+        with partition.chunk_caches(ctx):  # the last use of the claims' columns: nothing cached outlives them
+            if rows is None and whole is not None:
+                partition.install(whole, state)
+                chunk_pop = whole
+            else:
+                table = with_results(claims if rows is None else claims.take(rows), results[i])
                 chunk_pop = partition.population(policy, table, state, str(period.end), BIG, done)
-                failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
-            continue
-        failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
+            failures += checks.found(steps, chunk_pop, ctx, json_paths=False)
     return failures
 
 

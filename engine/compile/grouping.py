@@ -74,11 +74,17 @@ def group_variables(variables: dict, name: str) -> list[str]:
 
 def said_supplied(frame: Frame, grouped: list[str], values, part: str):
     """On rows that supply the group, the rule is "supplied" and no code matched."""
-    for name in grouped:
-        given = frame.pop.supplied.get(ENTITY, {}).get(name)
-        if given is not None and given[1].any():
+    supplied = frame.pop.supplied.get(ENTITY, {})
+    return marked_supplied(values, [supplied[n][1] for n in grouped if n in supplied], part)
+
+
+def marked_supplied(values, masks, part: str):
+    """`values` of the rule or match part with the rows of each mask (rows supplying the group)
+    marked: rule "supplied", match empty (any batch backend calls this too)."""
+    for mask in masks:
+        if mask is not None and np.asarray(mask).any():
             values = values.copy()
-            values[np.asarray(given[1], bool)] = "supplied" if part == "rule" else ""
+            values[np.asarray(mask, bool)] = "supplied" if part == "rule" else ""
     return values
 
 
